@@ -1,0 +1,1 @@
+"""The shared library: config, builders, training/evaluation loops, checkpoints, logging."""

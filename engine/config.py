@@ -1,0 +1,489 @@
+"""One config tree for every model, dataset and run (YACS).
+
+Key names follow the official Video-FocalNets ``config.py`` verbatim, so every released config
+file loads unchanged. Keys the reference accepted but ignored are either wired (and their default
+set so that the reference behaviour is reproduced) or documented as informational. Vita-CLIP's
+constructor arguments live under ``MODEL.VITA`` (``name`` -> ``MODEL.VITA.NAME`` upper-cased).
+
+``get_cfg()`` returns a fresh mutable tree; ``load_cfg(path, opts)`` merges a YAML file (with
+``_BASE_``/``BASE`` inheritance) and ``KEY VALUE`` overrides, validates and freezes.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import logging
+import os
+from typing import Iterable, Sequence
+
+import yaml
+from yacs.config import CfgNode as CN
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CN", "ConfigError", "get_cfg", "load_cfg", "merge_opts", "validate_cfg",
+           "VIDEO_FOCALNET_TYPES", "MODEL_TYPES", "DATASETS", "ST_DESIGNS"]
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used; the message says where and what to do."""
+
+
+# MODEL.TYPE values. The official names come first; the timm-style names are accepted aliases.
+VIDEO_FOCALNET_TYPES = ("videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base",
+                        "video_focalnet_tiny", "video_focalnet_small", "video_focalnet_base")
+MODEL_TYPES = VIDEO_FOCALNET_TYPES + ("vita_clip",)
+DATASETS = ("kinetics400", "kinetics600", "ssv2", "hmdb51", "ucf101", "diving48", "activitynet",
+            "synthetic", "csv")
+ST_DESIGNS = ("parallel", "spatial", "spatial_temporal", "temporal_spatial", "joint")
+
+_C = CN()
+_C.BASE = [""]  # official spelling of base-config inheritance; `_BASE_: path` works too
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+_C.DATA = CN()
+_C.DATA.ROOT = ""  # directory joined to every relative path in the annotation files
+_C.DATA.TRAIN_FILE = ""  # training annotation file; empty: found from DATA.ROOT for known layouts
+_C.DATA.VAL_FILE = ""  # validation annotation file; empty: found from DATA.ROOT for known layouts
+_C.DATA.TEST_FILE = ""  # test annotation file; empty: DATA.VAL_FILE is used for split "test"
+_C.DATA.NUM_FRAMES = 32  # frames per clip fed to the model (official default; released configs use 8)
+_C.DATA.NUM_CLASSES = 101  # number of classes of the dataset (mixup targets, evaluation)
+_C.DATA.LABEL_LIST = ""  # class names: one per line, or the official CSV form `id,name`
+_C.DATA.BATCH_SIZE = 128  # clips per process (per GPU) for training
+_C.DATA.DATA_PATH = ""  # informational (official key, unused)
+_C.DATA.DATASET = "csv"  # one of DATASETS: selects the annotation reader
+_C.DATA.IMG_SIZE = 224  # spatial size the model is built for
+_C.DATA.INPUT_SIZE = 224  # spatial crop size produced by the data pipeline
+_C.DATA.INTERPOLATION = "bicubic"  # informational (official key; the video pipeline is bilinear)
+_C.DATA.ZIP_MODE = False  # informational (official key, unused)
+_C.DATA.CACHE_MODE = "part"  # informational (official key, unused)
+_C.DATA.PIN_MEMORY = True  # pin host memory in the loader (used when a GPU is present)
+_C.DATA.NUM_WORKERS = 8  # loader worker processes per training process
+_C.DATA.DECODER = "decord"  # decord | pyav | frames (folders of pre-extracted JPEG frames)
+_C.DATA.SAMPLING = "segment"  # segment: one frame per segment (reference TSN); dense: strided clip
+_C.DATA.FRAME_INTERVAL = 16  # stride between frames for SAMPLING dense (Vita-CLIP uses 16)
+_C.DATA.SPLIT = 1  # official split (1-3) for HMDB51 / UCF101 layouts
+_C.DATA.MEAN = []  # pixel mean on 0..1 RGB; empty: the model's own (ImageNet or CLIP)
+_C.DATA.STD = []  # pixel std on 0..1 RGB; empty: the model's own
+_C.DATA.MAX_BAD_FRACTION = 0.5  # stop if more than this fraction of an epoch's videos fail to decode
+# The synthetic motion benchmark (DATA.DATASET synthetic), generated into DATA.ROOT on first use.
+_C.DATA.SYNTHETIC = CN()
+_C.DATA.SYNTHETIC.NUM_TRAIN = 1800  # training clips
+_C.DATA.SYNTHETIC.NUM_VAL = 300  # validation clips
+_C.DATA.SYNTHETIC.NUM_FRAMES = 16  # frames per generated video
+_C.DATA.SYNTHETIC.SIZE = 64  # height = width of the generated videos
+_C.DATA.SYNTHETIC.SEED = 0  # generation seed (the set is a pure function of its settings)
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.TYPE = "videofocalnet_tiny"  # one of MODEL_TYPES
+_C.MODEL.NAME = ""  # free-form run name (official key)
+_C.MODEL.RESUME = ""  # checkpoint to resume from (model, optimizer, scheduler, epoch)
+_C.MODEL.NUM_CLASSES = 1000  # size of the classification head
+_C.MODEL.DROP_RATE = 0.0  # dropout in MLPs and after the stem (the reference never passed it: 0)
+_C.MODEL.DROP_PATH_RATE = 0.1  # stochastic depth, linear from 0 to this over all blocks
+_C.MODEL.LABEL_SMOOTHING = 0.1  # label smoothing when mixup/cutmix is off
+_C.MODEL.PRETRAINED = False  # informational (official timm flag; weights come from *_PATH keys)
+_C.MODEL.SPEC = CN(new_allowed=True)  # free-form model extras (official key)
+_C.MODEL.TUBELET_SIZE = 1  # frames per tubelet in the stem (Conv3d); 1 = per-frame Conv2d
+
+_C.MODEL.FOCAL = CN()
+_C.MODEL.FOCAL.PATCH_SIZE = 4  # stem patch size (ignored with USE_CONV_EMBED: kernel 7, stride 4)
+_C.MODEL.FOCAL.IN_CHANS = 3  # input channels
+_C.MODEL.FOCAL.EMBED_DIM = 96  # stage-0 width; stages double it (T/S 96, B 128)
+_C.MODEL.FOCAL.DEPTHS = [2, 2, 6, 2]  # blocks per stage (T 2-2-6-2, S/B 2-2-18-2)
+_C.MODEL.FOCAL.MLP_RATIO = 4.0  # MLP hidden width / block width
+_C.MODEL.FOCAL.PATCH_NORM = True  # LayerNorm after the stem
+_C.MODEL.FOCAL.FOCAL_LEVELS = [2, 2, 2, 2]  # focal levels per stage
+_C.MODEL.FOCAL.FOCAL_WINDOWS = [3, 3, 3, 3]  # kernel of level 0 per stage (odd); level l: 2l+window
+_C.MODEL.FOCAL.FOCAL_FACTORS = [2, 2, 2, 2]  # informational: the reference hard-wires factor 2
+_C.MODEL.FOCAL.USE_CONV_EMBED = False  # overlapping conv stem (7x7 s4) and downsamplers (3x3 s2)
+_C.MODEL.FOCAL.USE_LAYERSCALE = False  # learnable per-channel residual scales gamma_1/gamma_2
+_C.MODEL.FOCAL.LAYERSCALE_VALUE = 1e-4  # initial value of the layer scales
+_C.MODEL.FOCAL.USE_POSTLN = False  # norm after the mixer/MLP instead of before
+_C.MODEL.FOCAL.USE_POSTLN_IN_MODULATION = False  # LayerNorm inside the modulation before proj
+_C.MODEL.FOCAL.NORMALIZE_MODULATOR = False  # divide aggregated contexts by (levels + 1)
+_C.MODEL.FOCAL.ST_DESIGN = "parallel"  # one of ST_DESIGNS: how time enters the token mixer
+
+_C.MODEL.VITA = CN()
+_C.MODEL.VITA.BACKBONE_PATH = ""  # OpenAI CLIP file (ViT-B-16.pt TorchScript or a state dict)
+_C.MODEL.VITA.FEATURE_DIM = 768  # vision width
+_C.MODEL.VITA.PATCH_SIZE = [16, 16]  # vision patch size
+_C.MODEL.VITA.NUM_HEADS = 12  # vision attention heads
+_C.MODEL.VITA.NUM_LAYERS = 12  # vision blocks
+_C.MODEL.VITA.MLP_FACTOR = 4.0  # vision MLP ratio
+_C.MODEL.VITA.EMBED_DIM = 512  # joint video-text embedding width
+_C.MODEL.VITA.USE_SUMMARY_TOKEN = True  # per-frame summary token built from all frames' cls tokens
+_C.MODEL.VITA.USE_LOCAL_PROMPTS = True  # frame-level prompts conditioned on cls tokens
+_C.MODEL.VITA.USE_GLOBAL_PROMPTS = True  # video-level learned prompts, a fresh set per layer
+_C.MODEL.VITA.NUM_GLOBAL_PROMPTS = 8  # global prompts per layer
+_C.MODEL.VITA.USE_TEXT_PROMPT_LEARNING = True  # learned CoOp context in the text prompts
+_C.MODEL.VITA.TEXT_CONTEXT_LENGTH = 77  # text tokens
+_C.MODEL.VITA.TEXT_VOCAB_SIZE = 49408  # BPE vocabulary
+_C.MODEL.VITA.TEXT_TRANSFORMER_WIDTH = 512  # text width
+_C.MODEL.VITA.TEXT_TRANSFORMER_HEADS = 8  # text heads
+_C.MODEL.VITA.TEXT_TRANSFORMER_LAYERS = 12  # text blocks
+_C.MODEL.VITA.TEXT_NUM_PROMPTS = 8  # learned text context tokens
+_C.MODEL.VITA.TEXT_PROMPT_POS = "end"  # front | middle | end: where the class name goes
+_C.MODEL.VITA.TEXT_PROMPT_INIT = ""  # words to initialise the context from ("" = random)
+_C.MODEL.VITA.TEXT_PROMPT_CSC = False  # class-specific context (released K400 model: True)
+_C.MODEL.VITA.ZEROSHOT_EVALUATION = False  # use precomputed text features instead of the text tower
+_C.MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH = ""  # (C, EMBED_DIM) tensor file for zero-shot mode
+_C.MODEL.VITA.TEXT_CACHE_DIR = ""  # where zero-shot text features are cached ("" = OUTPUT/text_cache)
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+_C.TRAIN = CN()
+_C.TRAIN.START_EPOCH = 0  # first epoch (set by resume)
+_C.TRAIN.EPOCHS = 300  # training epochs
+_C.TRAIN.WARMUP_EPOCHS = 20  # linear warmup epochs (stepped per iteration)
+_C.TRAIN.WEIGHT_DECAY = 0.05  # applied as configured (the reference effectively used 0, see README)
+_C.TRAIN.BASE_LR = 5e-4  # learning rate for a global batch of TRAIN.LR_SCALE_BATCH
+_C.TRAIN.WARMUP_LR = 5e-7  # learning rate at the start of warmup (scaled like BASE_LR)
+_C.TRAIN.MIN_LR = 5e-6  # floor of the cosine schedule (scaled like BASE_LR)
+_C.TRAIN.CLIP_GRAD = 5.0  # max gradient norm (0 or negative: no clipping)
+_C.TRAIN.AUTO_RESUME = True  # resume from OUTPUT/latest.pth when it exists
+_C.TRAIN.ACCUMULATION_STEPS = 0  # micro-batches per optimizer step (0 or 1: none)
+_C.TRAIN.USE_CHECKPOINT = False  # activation checkpointing in the blocks (saves memory)
+_C.TRAIN.PRETRAINED_PATH = ""  # 2D ImageNet FocalNet weights to initialise Video-FocalNet
+_C.TRAIN.AMP = "off"  # off | fp16 (GradScaler) | bf16 mixed precision via torch.amp
+_C.TRAIN.SCALE_LR = True  # linear scaling: lr * batch * world * accumulation / LR_SCALE_BATCH
+_C.TRAIN.LR_SCALE_BATCH = 512  # reference batch of the linear scaling rule
+_C.TRAIN.NAN_POLICY = "stop"  # stop | skip: what a non-finite loss does
+_C.TRAIN.EVAL_FREQ = 1  # validate every this many epochs (and after the last)
+_C.TRAIN.LR_SCHEDULER = CN()
+_C.TRAIN.LR_SCHEDULER.NAME = "cosine"  # cosine | linear | step
+_C.TRAIN.LR_SCHEDULER.DECAY_EPOCHS = 30  # step scheduler: epochs between decays
+_C.TRAIN.LR_SCHEDULER.DECAY_RATE = 0.1  # step scheduler: decay factor
+_C.TRAIN.OPTIMIZER = CN()
+_C.TRAIN.OPTIMIZER.NAME = "adamw"  # adamw | sgd (SGD is nesterov, as in the reference)
+_C.TRAIN.OPTIMIZER.EPS = 1e-8  # AdamW epsilon
+_C.TRAIN.OPTIMIZER.BETAS = (0.9, 0.999)  # AdamW betas
+_C.TRAIN.OPTIMIZER.MOMENTUM = 0.9  # SGD momentum
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation (same parameters for every frame of a clip)
+# ---------------------------------------------------------------------------------------------
+_C.AUG = CN()
+_C.AUG.COLOR_JITTER = 0.4  # probability of colour jitter (brightness .4, contrast .4, sat .2, hue .1)
+_C.AUG.AUTO_AUGMENT = ""  # timm RandAugment string, e.g. rand-m7-n4-mstd0.5-inc1 ("" = off, as ref)
+_C.AUG.REPROB = 0.0  # random erasing probability (the reference never erased: 0)
+_C.AUG.REMODE = "pixel"  # random erasing mode
+_C.AUG.RECOUNT = 1  # random erasing count
+_C.AUG.MIXUP = 0.8  # mixup alpha (mixup/cutmix on when MIXUP or CUTMIX > 0)
+_C.AUG.CUTMIX = 1.0  # cutmix alpha
+_C.AUG.CUTMIX_MINMAX = None  # cutmix box ratio bounds (overrides alpha when set)
+_C.AUG.MIXUP_PROB = 1.0  # probability of mixing a batch (the reference mixed every batch)
+_C.AUG.MIXUP_SWITCH_PROB = 0.5  # probability of cutmix instead of mixup
+_C.AUG.MIXUP_MODE = "batch"  # batch | pair | elem
+_C.AUG.GRAY_SCALE = 0.2  # probability of grayscale
+_C.AUG.FLIP_RATIO = 0.5  # probability of a horizontal flip
+_C.AUG.FLIP_LABEL_MAP = ""  # "": no swap; "auto": SSv2 left/right names; or a file `a,b` per line
+_C.AUG.FRAME_INTERVAL = 2  # segment sampling: span of one sampled "clip" (reference ori_len)
+_C.AUG.LABEL_SMOOTH = 0.1  # label smoothing inside the mixup targets
+_C.AUG.SCALE = (0.08, 1.0)  # random resized crop area range
+_C.AUG.RATIO = (0.75, 1.3333333333333333)  # random resized crop aspect range
+
+# ---------------------------------------------------------------------------------------------
+# Testing
+# ---------------------------------------------------------------------------------------------
+_C.TEST = CN()
+_C.TEST.CROP = True  # informational (official key)
+_C.TEST.NUM_CLIP = 1  # temporal views per video
+_C.TEST.NUM_CROP = 1  # spatial views per clip: 1 (centre) or 3 (along the long side)
+_C.TEST.ONLY_TEST = False  # informational (official key)
+_C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
+
+# ---------------------------------------------------------------------------------------------
+# Distributed (what torchrun does not already carry)
+# ---------------------------------------------------------------------------------------------
+_C.DIST = CN()
+_C.DIST.BACKEND = "auto"  # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+_C.DIST.TIMEOUT_MINUTES = 30  # collective timeout
+_C.DIST.FIND_UNUSED_PARAMETERS = False  # DDP find_unused_parameters
+_C.DIST.DEVICE = "auto"  # auto | cuda | cpu
+
+# ---------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------
+_C.AMP_OPT_LEVEL = ""  # apex level of the reference; mapped to TRAIN.AMP (O0 off, O1/O2 fp16)
+_C.OUTPUT = "output/default"  # run directory: checkpoints, logs, results
+_C.TAG = "default"  # run tag (official key)
+_C.SAVE_FREQ = 1  # keep a checkpoint every this many epochs (latest/best always kept)
+_C.PRINT_FREQ = 100  # log every this many iterations
+_C.SEED = 0  # global seed (each process adds its rank)
+_C.EVAL_MODE = False  # evaluate only
+_C.THROUGHPUT_MODE = False  # measure throughput only
+_C.DEBUG_MODE = False  # informational (official key)
+_C.LOCAL_RANK = 0  # informational: torchrun sets LOCAL_RANK in the environment
+
+
+def get_cfg() -> CN:
+    """A fresh, mutable copy of the default config."""
+    return _C.clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and merging
+# ---------------------------------------------------------------------------------------------
+def _where(source: str, key: str) -> str:
+    return f"{source}: key {key}" if source else f"key {key}"
+
+
+def _closest(key: str, node: CN, prefix: str) -> str:
+    candidates = [prefix + k for k in node.keys()]
+    full = prefix + key
+    match = difflib.get_close_matches(full, candidates, n=1, cutoff=0.5)
+    if not match:  # also compare against every key of the tree for a misplaced key
+        match = difflib.get_close_matches(key, list(node.keys()), n=1, cutoff=0.5)
+        match = [prefix + m for m in match]
+    return f" Did you mean {match[0]}?" if match else ""
+
+
+def _coerce(value, default, key: str, source: str):
+    """Check `value` against the default's type, converting what YAML or the command line give."""
+    if isinstance(value, str) and not isinstance(default, str) and default is not None:
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if isinstance(default, float) else (
+                int(value) if float(value).is_integer() else float(value))
+        if isinstance(value, str):
+            try:
+                return float(value) if isinstance(default, float) else int(value)
+            except ValueError:
+                pass
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return type(default)(value)
+    raise ConfigError(f"{_where(source, key)}: expected {type(default).__name__} "
+                      f"(default {default!r}), got {type(value).__name__} {value!r}")
+
+
+def _merge_dict(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
+    for key, value in data.items():
+        full = prefix + key
+        if key not in cfg:
+            if cfg.is_new_allowed():
+                cfg[key] = CN(value, new_allowed=True) if isinstance(value, dict) else value
+                continue
+            raise ConfigError(f"{source or 'override'}: unknown config key {full}."
+                              f"{_closest(key, cfg, prefix)} Remove it or fix its spelling.")
+        default = cfg[key]
+        if isinstance(default, CN):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{_where(source, full)}: is a section; give a mapping of "
+                                  f"its keys, not {value!r}")
+            _merge_dict(default, value, source, full + ".")
+        else:
+            cfg[key] = _coerce(value, default, full, source)
+
+
+def _read_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}. Check the --cfg path "
+                          f"(relative paths are taken from {os.getcwd()}).")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _merge_file(cfg: CN, path: str, seen: tuple = ()) -> None:
+    path = os.path.abspath(path)
+    if path in seen:
+        raise ConfigError(f"{path}: circular _BASE_ inheritance through {' -> '.join(seen)}")
+    data = _read_yaml(path)
+    bases = []
+    for base_key in ("_BASE_", "BASE"):
+        value = data.pop(base_key, None)
+        if value:
+            bases.extend([value] if isinstance(value, str) else list(value))
+    for base in bases:
+        if not base:
+            continue
+        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+        if not os.path.isfile(base_path):
+            raise ConfigError(f"{path}: base config {base!r} not found (looked at {base_path})")
+        _merge_file(cfg, base_path, seen + (path,))
+    _map_legacy_keys(data, path)
+    _merge_dict(cfg, data, path)
+
+
+def _map_legacy_keys(data: dict, source: str) -> None:
+    """Keys that only made sense for the reference's tooling, mapped to ours with a notice."""
+    level = data.get("AMP_OPT_LEVEL")
+    if level:
+        amp = "off" if str(level).upper() == "O0" else "fp16"
+        data.setdefault("TRAIN", {}).setdefault("AMP", amp)
+        logger.warning("%s: AMP_OPT_LEVEL %s (apex) is mapped to TRAIN.AMP %s (torch.amp)",
+                       source or "override", level, amp)
+
+
+def merge_opts(cfg: CN, opts: Sequence[str], source: str = "--opts") -> None:
+    """Merge `KEY VALUE KEY VALUE ...` overrides (values parsed as Python/YAML literals)."""
+    opts = list(opts or [])
+    if len(opts) % 2:
+        raise ConfigError(f"{source}: overrides come in KEY VALUE pairs; got an odd number "
+                          f"({len(opts)}): {opts}")
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+            if isinstance(value, str):  # keep "1e-4" style numbers working
+                try:
+                    value = ast.literal_eval(raw)
+                except (ValueError, SyntaxError):
+                    value = raw
+        nested: dict = {}
+        cursor = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+        if key == "AMP_OPT_LEVEL":
+            _map_legacy_keys(nested, source)
+            nested.get("TRAIN", {}).pop("AMP", None)
+            cfg.TRAIN.AMP = "off" if str(value).upper() == "O0" else "fp16"
+        _merge_dict(cfg, nested, source)
+
+
+def load_cfg(path: str | None = None, opts: Iterable[str] = (), freeze: bool = True) -> CN:
+    """Defaults <- YAML file (with bases) <- KEY VALUE overrides; validated; frozen."""
+    cfg = get_cfg()
+    if path:
+        _merge_file(cfg, path)
+    merge_opts(cfg, list(opts or []))
+    validate_cfg(cfg, source=path or "")
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+def _require(cond: bool, source: str, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{_where(source, key)}: {message}")
+
+
+def _choice(cfg_value, choices, source, key):
+    if cfg_value not in choices:
+        close = difflib.get_close_matches(str(cfg_value), choices, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{_where(source, key)}: unknown value {cfg_value!r}; choose one of "
+                          f"{', '.join(choices)}.{hint}")
+
+
+def validate_cfg(cfg: CN, source: str = "") -> None:
+    """Range and consistency checks; raises ConfigError naming the key and the fix."""
+    _choice(cfg.MODEL.TYPE, MODEL_TYPES, source, "MODEL.TYPE")
+    _choice(cfg.DATA.DATASET, DATASETS, source, "DATA.DATASET")
+    _choice(cfg.DATA.DECODER, ("decord", "pyav", "frames"), source, "DATA.DECODER")
+    _choice(cfg.DATA.SAMPLING, ("segment", "dense"), source, "DATA.SAMPLING")
+    _choice(cfg.MODEL.FOCAL.ST_DESIGN, ST_DESIGNS, source, "MODEL.FOCAL.ST_DESIGN")
+    _choice(cfg.MODEL.VITA.TEXT_PROMPT_POS, ("front", "middle", "end"), source,
+            "MODEL.VITA.TEXT_PROMPT_POS")
+    _choice(str(cfg.TRAIN.AMP), ("off", "fp16", "bf16"), source, "TRAIN.AMP")
+    _choice(cfg.TRAIN.NAN_POLICY, ("stop", "skip"), source, "TRAIN.NAN_POLICY")
+    _choice(cfg.TRAIN.OPTIMIZER.NAME.lower(), ("adamw", "sgd"), source, "TRAIN.OPTIMIZER.NAME")
+    _choice(cfg.TRAIN.LR_SCHEDULER.NAME, ("cosine", "linear", "step"), source,
+            "TRAIN.LR_SCHEDULER.NAME")
+    _choice(cfg.DIST.BACKEND, ("auto", "nccl", "gloo"), source, "DIST.BACKEND")
+    _choice(cfg.DIST.DEVICE, ("auto", "cuda", "cpu"), source, "DIST.DEVICE")
+
+    positive = ["DATA.NUM_FRAMES", "DATA.BATCH_SIZE", "DATA.IMG_SIZE", "DATA.INPUT_SIZE",
+                "MODEL.TUBELET_SIZE", "TEST.NUM_CLIP", "TEST.BATCH_SIZE", "SAVE_FREQ",
+                "PRINT_FREQ", "DATA.FRAME_INTERVAL", "AUG.FRAME_INTERVAL", "TRAIN.EVAL_FREQ"]
+    for key in positive:
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        _require(value > 0, source, key, f"must be a positive number, got {value}")
+    _require(cfg.DATA.NUM_WORKERS >= 0, source, "DATA.NUM_WORKERS", "must be >= 0")
+    _require(cfg.MODEL.NUM_CLASSES >= 0, source, "MODEL.NUM_CLASSES", "must be >= 0")
+    _require(cfg.TRAIN.EPOCHS >= 0, source, "TRAIN.EPOCHS", "must be >= 0")
+    _require(cfg.TRAIN.ACCUMULATION_STEPS >= 0, source, "TRAIN.ACCUMULATION_STEPS", "must be >= 0")
+    _require(cfg.TEST.NUM_CROP in (1, 3), source, "TEST.NUM_CROP",
+             f"must be 1 (centre crop) or 3 (three crops), got {cfg.TEST.NUM_CROP}")
+    _require(cfg.DATA.SPLIT in (1, 2, 3), source, "DATA.SPLIT", "must be 1, 2 or 3")
+    for key in ("MODEL.DROP_PATH_RATE", "MODEL.DROP_RATE", "AUG.FLIP_RATIO", "AUG.COLOR_JITTER",
+                "AUG.GRAY_SCALE", "AUG.REPROB", "AUG.MIXUP_PROB", "AUG.MIXUP_SWITCH_PROB",
+                "AUG.LABEL_SMOOTH", "MODEL.LABEL_SMOOTHING", "DATA.MAX_BAD_FRACTION"):
+        section, name = key.split(".")
+        value = cfg[section][name]
+        _require(0.0 <= value <= 1.0, source, key, f"must lie in [0, 1], got {value}")
+    for key in ("DATA.MEAN", "DATA.STD"):
+        value = cfg.DATA[key.split(".")[1]]
+        _require(len(value) in (0, 3), source, key, "give 3 values (RGB) or leave empty")
+
+    if cfg.MODEL.TYPE in VIDEO_FOCALNET_TYPES:
+        _validate_focal(cfg, source)
+
+
+def _validate_focal(cfg: CN, source: str) -> None:
+    f = cfg.MODEL.FOCAL
+    ts = cfg.MODEL.TUBELET_SIZE
+    _require(cfg.DATA.NUM_FRAMES % ts == 0, source, "DATA.NUM_FRAMES",
+             f"{cfg.DATA.NUM_FRAMES} frames cannot be split into tubelets of MODEL.TUBELET_SIZE "
+             f"{ts}; use a multiple of {ts}")
+    _require(not (f.USE_CONV_EMBED and ts > 1), source, "MODEL.FOCAL.USE_CONV_EMBED",
+             "the conv stem works per frame and cannot be combined with MODEL.TUBELET_SIZE > 1")
+    num_stages = len(f.DEPTHS)
+    _require(num_stages >= 1 and all(d >= 1 for d in f.DEPTHS), source, "MODEL.FOCAL.DEPTHS",
+             f"give at least one stage of at least one block, got {list(f.DEPTHS)}")
+    for key in ("FOCAL_LEVELS", "FOCAL_WINDOWS"):
+        values = list(f[key])
+        _require(len(values) == num_stages, source, f"MODEL.FOCAL.{key}",
+                 f"needs one value per stage ({num_stages}, as MODEL.FOCAL.DEPTHS), got {values}")
+    _require(all(v >= 1 for v in f.FOCAL_LEVELS), source, "MODEL.FOCAL.FOCAL_LEVELS",
+             "every stage needs at least one focal level")
+    _require(all(w >= 1 and w % 2 == 1 for w in f.FOCAL_WINDOWS), source,
+             "MODEL.FOCAL.FOCAL_WINDOWS", f"windows must be odd (kernels 2l+window keep the "
+             f"size only when odd), got {list(f.FOCAL_WINDOWS)}")
+    _require(f.EMBED_DIM > 0 and f.PATCH_SIZE > 0 and f.MLP_RATIO > 0, source,
+             "MODEL.FOCAL.EMBED_DIM", "EMBED_DIM, PATCH_SIZE and MLP_RATIO must be positive")
+    # Like the reference, sizes that are not multiples of the strides work (convolutions floor);
+    # only a resolution that collapses to nothing before the last stage is an error.
+    size = cfg.DATA.IMG_SIZE
+    if f.USE_CONV_EMBED:
+        resolution = (size + 2 * 2 - 7) // 4 + 1
+    else:
+        resolution = size // f.PATCH_SIZE
+    resolutions = [resolution]
+    for _ in range(num_stages - 1):
+        resolution = (resolution - 1) // 2 + 1 if f.USE_CONV_EMBED else resolution // 2
+        resolutions.append(resolution)
+    _require(min(resolutions) >= 1, source, "DATA.IMG_SIZE",
+             f"{size} pixels leave no tokens after {num_stages} stages (token grids "
+             f"{resolutions}); use a larger DATA.IMG_SIZE or fewer stages")

@@ -1,0 +1,32 @@
+# Sourced by demo.sh and test.sh: create .venv if missing, install once, activate.
+# Re-running is cheap: the install is skipped while requirements.txt and setup.py are unchanged.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$REPO_ROOT/.venv}"
+
+pick_python() {
+  for candidate in python3.11 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return; fi
+  done
+  echo "error: no python3 found; install Python 3.11" >&2; exit 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="$(pick_python)"
+  echo "[setup] creating virtual environment $VENV with $($PY --version 2>&1)"
+  "$PY" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+
+STAMP="$VENV/.installed-$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/setup.py" | sha256sum | cut -c1-16)"
+if [ ! -f "$STAMP" ]; then
+  echo "[setup] installing requirements (first run: about a minute from the local wheel cache)"
+  python -m pip install --disable-pip-version-check -q -r "$REPO_ROOT/requirements.txt"
+  python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$REPO_ROOT"
+  rm -f "$VENV"/.installed-*
+  touch "$STAMP"
+else
+  echo "[setup] environment up to date ($VENV)"
+fi
+cd "$REPO_ROOT"
