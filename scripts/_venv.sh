@@ -22,8 +22,13 @@ source "$VENV/bin/activate"
 STAMP="$VENV/.installed-$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/setup.py" | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
   echo "[setup] installing requirements (first run: about a minute from the local wheel cache)"
-  python -m pip install --disable-pip-version-check -q -r "$REPO_ROOT/requirements.txt"
-  python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$REPO_ROOT"
+  LOG="$VENV/install.log"
+  if ! { python -m pip install --disable-pip-version-check -q -r "$REPO_ROOT/requirements.txt" &&
+         python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$REPO_ROOT"; } >"$LOG" 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" "$LOG" >&2 || true
+    echo "error: installation failed (full log: $LOG)" >&2
+    exit 1
+  fi
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 else
