@@ -1,0 +1,252 @@
+"""build_dataset / build_loader / build_mixup: config -> data objects.
+
+Loader contract (the engine relies on it):
+* train batches are ``(video, label)``: video (B, T, C, H, W) float32, label (B,) int64. The sampler
+  is a DistributedSampler (shuffle, seed=cfg.SEED, drop_last) on every world size, 1 included, so a
+  1-process run with batch 2b and a 2-process run with batch b see the same global batches.
+* val/test batches are ``(views, label, index)``: views (B, V, T, C, H, W), index (B,) int64 the
+  dataset index of each video. Rank r takes indices r, r + W, r + 2W, ... with no padding and no
+  dropping, so across ranks every sample is seen exactly once.
+* ``loader.sampler.set_epoch(epoch)`` also sets the dataset's epoch; workers are not persistent,
+  so each epoch's workers start from the updated dataset.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from timm.data import Mixup
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from .annotations import (AnnotationError, is_kinetics_csv, read_class_names, read_hmdb51,
+                          read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
+from .synthetic import ensure_synthetic, synthetic_settings
+from .video_dataset import VideoDataset
+
+__all__ = ["build_dataset", "build_loader", "build_mixup", "load_annotations",
+           "flip_label_map", "TrainSampler", "ShardSampler", "VideoMixup", "DEFAULT_LABEL_FILES",
+           "SYNTHETIC_DEFAULT_ROOT"]
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABEL_DIR = os.path.join(REPO_ROOT, "configs", "labels")
+DEFAULT_LABEL_FILES = {
+    "kinetics400": "kinetics_400_labels.csv", "kinetics600": "kinetics_600_labels.csv",
+    "ssv2": "ssv2_174_labels.csv", "diving48": "diving_48_labels.csv",
+    "activitynet": "activitynet_200_labels.csv", "hmdb51": "hmdb51_classes.txt",
+    "ucf101": "ucf101_classes.txt",
+}
+SYNTHETIC_DEFAULT_ROOT = "data/synthetic"
+
+
+# ------------------------------------------------------------------------------------------------
+# Annotations
+# ------------------------------------------------------------------------------------------------
+def _annotation_file(cfg, split: str) -> str:
+    if split == "train":
+        return cfg.DATA.TRAIN_FILE
+    if split == "test" and cfg.DATA.TEST_FILE:
+        return cfg.DATA.TEST_FILE
+    return cfg.DATA.VAL_FILE
+
+
+def _first_file(root: str, names: list[str]) -> str:
+    for name in names:
+        for folder in ("", "annotations", "labels"):
+            path = os.path.join(root, folder, name)
+            if os.path.isfile(path):
+                return path
+    raise AnnotationError(f"no annotation file given and none of {names} found under {root} "
+                          f"(or its annotations/, labels/ folders); set DATA.TRAIN_FILE/VAL_FILE")
+
+
+def _default_classes(dataset: str) -> list[str] | None:
+    name = DEFAULT_LABEL_FILES.get(dataset)
+    path = os.path.join(LABEL_DIR, name) if name else ""
+    return read_class_names(path) if path and os.path.isfile(path) else None
+
+
+def load_annotations(cfg, split: str) -> tuple[list[tuple[str, int]], list[str] | None]:
+    """Samples and class names for ``split`` from DATA.DATASET's format (see README)."""
+    dataset, root = cfg.DATA.DATASET, cfg.DATA.ROOT
+    file = _annotation_file(cfg, split)
+    classes = read_class_names(cfg.DATA.LABEL_LIST) if cfg.DATA.LABEL_LIST else None
+
+    if dataset == "synthetic":
+        root = root or SYNTHETIC_DEFAULT_ROOT
+        s = cfg.DATA.SYNTHETIC
+        ensure_synthetic(root, synthetic_settings(s.NUM_TRAIN, s.NUM_VAL, s.NUM_FRAMES, s.SIZE,
+                                                  s.SEED))
+        file = file or os.path.join(root, "train.csv" if split == "train" else "val.csv")
+        classes = classes or read_class_names(os.path.join(root, "classes.txt"))
+        return read_list_file(file, root, len(classes)), classes
+
+    if dataset in ("hmdb51", "ucf101") and not file:
+        reader = read_hmdb51 if dataset == "hmdb51" else read_ucf101
+        samples, layout_classes = reader(root, cfg.DATA.SPLIT, split)
+        if classes is not None and classes != layout_classes:
+            raise AnnotationError(f"{cfg.DATA.LABEL_LIST}: class list differs from the {dataset} "
+                                  f"layout under {root}; leave DATA.LABEL_LIST empty")
+        return samples, layout_classes
+
+    if dataset == "ssv2" and (not file or file.endswith(".json")):
+        label_dir = root if os.path.isfile(os.path.join(root, "labels.json")) else \
+            os.path.join(root, "labels")
+        file = file or os.path.join(label_dir, "train.json" if split == "train"
+                                    else "validation.json")
+        labels_json = os.path.join(os.path.dirname(file), "labels.json")
+        video_root = root
+        nested = os.path.join(root, "20bn-something-something-v2")
+        if os.path.isdir(nested):
+            video_root = nested
+        return read_ssv2(file, labels_json, video_root)
+
+    if classes is None:
+        classes = _default_classes(dataset)
+    if dataset in ("kinetics400", "kinetics600"):
+        if not file:
+            names = ["train.csv"] if split == "train" else ["val.csv", "validate.csv"]
+            file = _first_file(root, names)
+        if is_kinetics_csv(file):
+            return read_kinetics_csv(file, root, classes, split), classes
+    if not file:
+        raise AnnotationError(f"DATA.DATASET {dataset}: set DATA.TRAIN_FILE / DATA.VAL_FILE to "
+                              f"list files of `video_path,label` lines")
+    return read_list_file(file, root, len(classes) if classes else None), classes
+
+
+def flip_label_map(spec: str, classes: list[str] | None) -> dict[int, int]:
+    """AUG.FLIP_LABEL_MAP: "" none; "auto" swap class names differing only by left<->right (and
+    clockwise<->anticlockwise); else a file of ``a,b`` label-id pairs (both directions)."""
+    if not spec:
+        return {}
+    if spec == "auto":
+        if not classes:
+            raise AnnotationError("AUG.FLIP_LABEL_MAP auto needs class names (DATA.LABEL_LIST)")
+        lookup = {c.lower(): i for i, c in enumerate(classes)}
+        swaps = [("left", "right"), ("anticlockwise", "clockwise"),
+                 ("counterclockwise", "clockwise")]
+        mapping = {}
+        for i, name in enumerate(classes):
+            words = name.lower().split()
+            for a, b in swaps:
+                table = {a: b, b: a}
+                swapped = " ".join(table.get(w, w) for w in words)
+                if swapped != name.lower() and swapped in lookup:
+                    mapping[i] = lookup[swapped]
+        return mapping
+    mapping = {}
+    with open(spec, "r", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(",")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise AnnotationError(f"{spec}: line {number}: expected `a,b` label ids, "
+                                      f"got {line!r}")
+            a, b = int(parts[0]), int(parts[1])
+            mapping[a], mapping[b] = b, a
+    return mapping
+
+
+# ------------------------------------------------------------------------------------------------
+# Dataset and loader
+# ------------------------------------------------------------------------------------------------
+def build_dataset(cfg, split: str) -> VideoDataset:
+    """The Dataset for ``split`` (train | val | test) of DATA.DATASET."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    samples, classes = load_annotations(cfg, split)
+    num_classes = cfg.MODEL.NUM_CLASSES
+    top = max(label for _, label in samples)
+    if num_classes > 0 and top >= num_classes:
+        raise AnnotationError(f"{split} annotations hold label {top} but MODEL.NUM_CLASSES is "
+                              f"{num_classes}; set MODEL.NUM_CLASSES to the number of classes"
+                              f"{f' ({len(classes)})' if classes else ''}")
+    mapping = flip_label_map(cfg.AUG.FLIP_LABEL_MAP, classes) if split == "train" else {}
+    dataset = VideoDataset(samples, cfg, split, classes, mapping)
+    logger.info("%s %s: %d videos, %s classes", cfg.DATA.DATASET, split, len(dataset),
+                len(classes) if classes else "?")
+    return dataset
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class TrainSampler(DistributedSampler):
+    """DistributedSampler whose set_epoch also reaches the dataset (augmentation seeds)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+class ShardSampler(Sampler):
+    """Evaluation: indices rank, rank + world, ... in order; no padding, no dropping."""
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0):
+        self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+def build_loader(cfg, split: str, dataset=None) -> DataLoader:
+    """DataLoader for ``split`` (see the module docstring for batch layouts and sampling)."""
+    dataset = dataset if dataset is not None else build_dataset(cfg, split)
+    world, rank = _world()
+    train = split == "train"
+    if train:
+        sampler = TrainSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                               seed=int(cfg.SEED), drop_last=True)
+        batch_size = cfg.DATA.BATCH_SIZE
+    else:
+        sampler = ShardSampler(dataset, world, rank)
+        batch_size = cfg.TEST.BATCH_SIZE
+    workers = cfg.DATA.NUM_WORKERS
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=bool(cfg.DATA.PIN_MEMORY) and torch.cuda.is_available(),
+                      drop_last=train, persistent_workers=False,
+                      prefetch_factor=2 if workers > 0 else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Mixup / CutMix
+# ------------------------------------------------------------------------------------------------
+class VideoMixup(Mixup):
+    """timm Mixup for (B, T, C, H, W) clips: frames are folded into channels so CutMix cuts the
+    same box from every frame; 4-D input is passed through unchanged."""
+
+    def __call__(self, x, target):
+        if x.ndim == 5:
+            b, t, c, h, w = x.shape
+            flat, target = super().__call__(x.reshape(b, t * c, h, w), target)
+            return flat.reshape(b, t, c, h, w), target
+        return super().__call__(x, target)
+
+
+def build_mixup(cfg):
+    """timm Mixup (video-aware subclass) from AUG.*, or None when MIXUP and CUTMIX are both 0."""
+    aug = cfg.AUG
+    if aug.MIXUP <= 0 and aug.CUTMIX <= 0 and aug.CUTMIX_MINMAX is None:
+        return None
+    return VideoMixup(
+        mixup_alpha=aug.MIXUP, cutmix_alpha=aug.CUTMIX,
+        cutmix_minmax=list(aug.CUTMIX_MINMAX) if aug.CUTMIX_MINMAX else None,
+        prob=aug.MIXUP_PROB, switch_prob=aug.MIXUP_SWITCH_PROB, mode=aug.MIXUP_MODE,
+        label_smoothing=aug.LABEL_SMOOTH, num_classes=cfg.MODEL.NUM_CLASSES)
+

@@ -1,0 +1,196 @@
+"""Decode only the frames a clip needs: decord, PyAV or folders of JPEG frames.
+
+Every decoder returns uint8 RGB frames as a numpy array (K, H, W, 3) in the order of the requested
+indices (repeats allowed). decord and PyAV give identical pixels for the same indices on H.264
+(both use FFmpeg's yuv420p -> rgb24 conversion; checked by tests on real clips).
+
+Frame ``i`` is the i-th frame in presentation order. PyAV builds that table by demuxing packets
+(no decoding), seeks to the keyframe before the first needed frame and decodes forward only up to
+the last needed one.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["VideoDecodeError", "DECODERS", "load_frames", "count_frames", "FRAME_EXTENSIONS"]
+
+DECODERS = ("decord", "pyav", "frames")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+# Called with the frame count, returns the indices to decode.
+IndexFn = Callable[[int], np.ndarray]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be read: missing, empty, corrupt or truncated. Message has the reason."""
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise VideoDecodeError(f"{path}: file not found")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+
+
+# ------------------------------------------------------------------------------------------------
+# decord
+# ------------------------------------------------------------------------------------------------
+def _decord_load(path: str, index_fn: IndexFn) -> np.ndarray:
+    import decord
+    try:
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    except Exception as err:  # decord raises its own DECORDError / RuntimeError
+        raise _OpenError(f"decord cannot open it ({str(err).splitlines()[0][:200]})") from err
+    n = len(reader)
+    if n <= 0:
+        raise VideoDecodeError(f"{path}: no video frames")
+    indices = np.asarray(index_fn(n), dtype=np.int64)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    try:
+        frames = reader.get_batch(unique.tolist()).asnumpy()
+    except Exception as err:
+        raise VideoDecodeError(f"{path}: decord failed reading frames "
+                               f"({str(err).splitlines()[0][:200]})") from err
+    return frames[inverse]
+
+
+class _OpenError(VideoDecodeError):
+    """decord could not open the container (PyAV gets a try)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# PyAV
+# ------------------------------------------------------------------------------------------------
+def _pyav_frame_table(container, stream) -> np.ndarray:
+    """Presentation timestamps of every frame, sorted (one per video packet with data)."""
+    pts = [p.pts for p in container.demux(stream) if p.size > 0 and p.pts is not None]
+    return np.sort(np.asarray(pts, dtype=np.int64))
+
+
+def _pyav_decode_range(container, stream, seek_pts, pts_to_index, needed, last) -> dict:
+    """Decode forward (after seeking to the keyframe at or before ``seek_pts``) up to ``last``."""
+    import av
+    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+    got: dict[int, np.ndarray] = {}
+    position = None
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is not None and int(frame.pts) in pts_to_index:
+                position = pts_to_index[int(frame.pts)]
+            elif position is not None:  # frame without a usable timestamp: count on
+                position += 1
+            else:
+                continue
+            if position > last:
+                break
+            if position in needed:
+                got[position] = frame.to_ndarray(format="rgb24")
+                if len(got) == len(needed):
+                    break
+    except av.error.FFmpegError:
+        pass  # truncated/corrupt data: the caller reports the frames that are missing
+    return got
+
+
+def _pyav_load(path: str, index_fn: IndexFn) -> np.ndarray:
+    import av
+    try:
+        container = av.open(path)
+    except Exception as err:
+        raise VideoDecodeError(f"{path}: PyAV cannot open it ({err})") from err
+    try:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        try:
+            table = _pyav_frame_table(container, stream)
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(f"{path}: corrupt container ({err})") from err
+        n = len(table)
+        if n == 0:
+            raise VideoDecodeError(f"{path}: no video frames")
+        indices = np.asarray(index_fn(n), dtype=np.int64)
+        needed = set(np.unique(indices).tolist())
+        pts_to_index = {int(p): i for i, p in enumerate(table)}
+        first, last = min(needed), max(needed)
+        got: dict[int, np.ndarray] = {}
+        if first > 0:
+            got = _pyav_decode_range(container, stream, int(table[first]), pts_to_index, needed, last)
+        if len(got) < len(needed):  # no seek needed, or the seek missed: decode from the start
+            got = _pyav_decode_range(container, stream, int(table[0]), pts_to_index, needed, last)
+        if len(got) < len(needed):
+            missing = sorted(needed - set(got))
+            raise VideoDecodeError(f"{path}: truncated or corrupt, could not decode frames "
+                                   f"{missing[:5]}{'...' if len(missing) > 5 else ''} of {n}")
+    finally:
+        container.close()
+    return np.stack([got[int(i)] for i in indices])
+
+
+# ------------------------------------------------------------------------------------------------
+# Frame folders
+# ------------------------------------------------------------------------------------------------
+def list_frame_files(directory: str) -> list[str]:
+    files = []
+    for ext in FRAME_EXTENSIONS:
+        files.extend(glob.glob(os.path.join(glob.escape(directory), "*" + ext)))
+    return sorted(files)
+
+
+def _frames_load(path: str, index_fn: IndexFn) -> np.ndarray:
+    from PIL import Image
+    if not os.path.isdir(path):
+        raise VideoDecodeError(f"{path}: not a directory of frames (DATA.DECODER frames expects "
+                               f"one folder of JPEGs per video)")
+    files = list_frame_files(path)
+    if not files:
+        raise VideoDecodeError(f"{path}: no .jpg/.png frames in the folder")
+    indices = np.asarray(index_fn(len(files)), dtype=np.int64)
+    cache: dict[int, np.ndarray] = {}
+    for i in np.unique(indices).tolist():
+        try:
+            with Image.open(files[i]) as img:
+                cache[i] = np.asarray(img.convert("RGB"))
+        except Exception as err:
+            raise VideoDecodeError(f"{files[i]}: unreadable frame ({err})") from err
+    return np.stack([cache[int(i)] for i in indices])
+
+
+# ------------------------------------------------------------------------------------------------
+def load_frames(path: str, index_fn: IndexFn, decoder: str = "decord") -> np.ndarray:
+    """uint8 (K, H, W, 3) RGB frames at ``index_fn(num_frames)``.
+
+    ``decoder`` decord falls back to PyAV when decord cannot open or read the file. Any failure
+    raises VideoDecodeError naming the file and the reason.
+    """
+    if decoder == "frames":
+        return _frames_load(path, index_fn)
+    _check_file(path)
+    if decoder == "pyav":
+        return _pyav_load(path, index_fn)
+    if decoder != "decord":
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+    try:
+        return _decord_load(path, index_fn)
+    except VideoDecodeError as decord_err:
+        try:
+            return _pyav_load(path, index_fn)
+        except VideoDecodeError as pyav_err:
+            raise VideoDecodeError(f"{pyav_err}; decord: {str(decord_err).replace(path + ': ', '')}"
+                                   ) from pyav_err
+
+
+def count_frames(path: str, decoder: str = "decord") -> int:
+    """Number of frames the decoder sees in ``path``."""
+    counted = []
+
+    def index_fn(n):
+        counted.append(n)
+        return np.zeros(1, dtype=np.int64)
+
+    load_frames(path, index_fn, decoder)
+    return counted[0]

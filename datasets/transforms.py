@@ -1,0 +1,286 @@
+"""Clip transforms on whole uint8/float tensors (T, C, H, W): one set of parameters per clip.
+
+Train (reference order): short-side resize to int(256/224 * size) -> random resized crop to size
+-> [RandAugment] -> horizontal flip (+ label swap) -> colour jitter -> grayscale -> normalise ->
+[random erasing]. Test: short-side resize then centre crop (1 crop) or three crops along the long
+side. Every random draw comes from a ``torch.Generator`` owned by the item, so augmentation is a
+function of (seed, epoch, index) and not of the worker or rank.
+"""
+from __future__ import annotations
+
+import math
+import random
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "resize_short_side",
+           "random_resized_crop_box", "center_crop", "three_crops", "color_jitter_clip",
+           "grayscale_clip", "normalize_clip", "train_transform", "eval_views",
+           "rand_augment_clip", "random_erase_clip", "resize_size"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def resize_size(input_size: int) -> int:
+    """Short side before cropping: int(256 / 224 * input_size) (256 for 224)."""
+    return int(256 / 224 * input_size)
+
+
+def _uniform(generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
+
+
+def _resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (T, C, H, W), align_corners False, no antialias (as cv2/mmcv)."""
+    if tuple(clip.shape[-2:]) == tuple(size):
+        return clip
+    if clip.dtype == torch.uint8:  # the fast uint8 kernel wants channels-last memory
+        clip = clip.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(clip, size=size, mode="bilinear", align_corners=False, antialias=False)
+
+
+def resize_short_side(clip: torch.Tensor, short: int) -> torch.Tensor:
+    """Scale so the shorter side is ``short`` (aspect kept; long side rounded)."""
+    h, w = clip.shape[-2:]
+    if h <= w:
+        size = (short, max(1, int(round(w * short / h))))
+    else:
+        size = (max(1, int(round(h * short / w))), short)
+    return _resize(clip, size)
+
+
+def random_resized_crop_box(height: int, width: int, scale, ratio,
+                            generator: torch.Generator) -> tuple[int, int, int, int]:
+    """(top, left, h, w): Inception-style area/log-aspect draw, 10 tries, then a centre fallback."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * _uniform(generator, scale[0], scale[1])
+        aspect = math.exp(_uniform(generator, *log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = clip.shape[-2:]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return clip[..., top:top + size, left:left + size]
+
+
+def three_crops(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Three size x size crops along the long side: (left, right, middle) for landscape frames,
+    (top, bottom, middle) for portrait ones — the reference's ThreeCrop order."""
+    h, w = clip.shape[-2:]
+    if w >= h:
+        top = max((h - size) // 2, 0)
+        boxes = [(top, 0), (top, w - size), (top, (w - size) // 2)]
+    else:
+        left = max((w - size) // 2, 0)
+        boxes = [(0, left), (h - size, left), ((h - size) // 2, left)]
+    return [clip[..., t:t + size, l:l + size] for t, l in boxes]
+
+
+# ------------------------------------------------------------------------------------------------
+# Colour
+# ------------------------------------------------------------------------------------------------
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) float in [0, 1] -> (..., 1, H, W) ITU-R 601 luma (torchvision weights)."""
+    r, g, b = x.unbind(-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, factor) -> torch.Tensor:
+    return (factor * a + (1.0 - factor) * b).clamp_(0.0, 1.0)
+
+
+def _rgb_to_hsv(x):
+    """(T, 3, H, W) RGB in [0, 1] -> HSV; ties go to R, then G (as torchvision)."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    maxc, which = x.max(dim=1)
+    cr = maxc - x.min(dim=1).values
+    safe_cr = torch.where(cr > 0, cr, torch.ones_like(cr))
+    s = cr / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    h = torch.where(which == 0, (g - b) / safe_cr,
+                    torch.where(which == 1, 2.0 + (b - r) / safe_cr, 4.0 + (r - g) / safe_cr))
+    h = torch.remainder(torch.where(cr > 0, h, torch.zeros_like(h)) / 6.0, 1.0)
+    return torch.stack((h, s, maxc), dim=1)
+
+
+def _hsv_to_rgb(x):
+    """Closed form f(n) = v - v*s*clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1."""
+    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + h * 6.0, 6.0)
+    return v - v * s * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+
+
+def _adjust(frames: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
+    """Apply jitter op (0 brightness, 1 contrast, 2 saturation, 3 hue) with per-frame factors."""
+    if op == 0:
+        return _blend(frames, torch.zeros_like(frames), factor)
+    if op == 1:
+        mean = _gray(frames).mean(dim=(-3, -2, -1), keepdim=True)
+        return _blend(frames, mean.expand_as(frames), factor)
+    if op == 2:
+        return _blend(frames, _gray(frames).expand_as(frames), factor)
+    hsv = _rgb_to_hsv(frames)
+    h = torch.remainder(hsv[:, 0:1] + factor, 1.0)
+    return _hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+
+
+def color_jitter_clip(clip: torch.Tensor, generator: torch.Generator, brightness=0.4,
+                      contrast=0.4, saturation=0.2, hue=0.1) -> torch.Tensor:
+    """torchvision ColorJitter semantics with the reference's per-frame re-draw.
+
+    The reference called ColorJitter frame by frame, so each frame got its own factors and its own
+    op order. Here all draws come from the item's generator (factors per frame; one op order per
+    frame); the ops run vectorised over frames that share an order. ``clip`` float in [0, 1].
+    """
+    t = clip.shape[0]
+    ranges = [(1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast),
+              (1 - saturation, 1 + saturation), (-hue, hue)]
+    factors = torch.stack([lo + (hi - lo) * torch.rand(t, generator=generator, dtype=torch.float64)
+                           for lo, hi in ranges], 1).to(clip.dtype)  # (T, 4)
+    orders = [torch.randperm(4, generator=generator).tolist() for _ in range(t)]
+    out = clip.clone()
+    for order in set(map(tuple, orders)):
+        rows = torch.tensor([i for i in range(t) if tuple(orders[i]) == order])
+        frames = out[rows]
+        for op in order:
+            frames = _adjust(frames, op, factors[rows, op].view(-1, 1, 1, 1))
+        out[rows] = frames
+    return out
+
+
+def grayscale_clip(clip: torch.Tensor) -> torch.Tensor:
+    """Three identical luma channels (float clip in [0, 1])."""
+    return _gray(clip).expand_as(clip).contiguous()
+
+
+def normalize_clip(clip: torch.Tensor, mean, std) -> torch.Tensor:
+    """float [0, 1] (T, C, H, W) -> (x - mean) / std."""
+    mean = torch.as_tensor(mean, dtype=clip.dtype).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=clip.dtype).view(1, -1, 1, 1)
+    return (clip - mean) / std
+
+
+# ------------------------------------------------------------------------------------------------
+# timm RandAugment / RandomErasing with one draw per clip
+# ------------------------------------------------------------------------------------------------
+@contextmanager
+def _seeded_global_rngs(seed: int):
+    """Run code that uses python `random` / numpy / torch global RNGs under a fixed seed, then
+    restore the caller's states (timm's transforms draw from the global generators)."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % (2 ** 32))
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def rand_augment_clip(clip: torch.Tensor, config_str: str, generator: torch.Generator,
+                      _cache: dict = {}) -> torch.Tensor:  # noqa: B006 (per-process cache)
+    """timm RandAugment (``rand-m7-n4-mstd0.5-inc1`` style) with the same ops, magnitudes and coin
+    flips on every frame: the global RNGs are reset to one per-clip seed before each frame.
+    ``clip`` uint8 (T, 3, H, W); grey fill, translate const 45% of the short side (as SlowFast)."""
+    from PIL import Image
+    from timm.data.auto_augment import rand_augment_transform
+    h, w = clip.shape[-2:]
+    key = (config_str, int(0.45 * min(h, w)))
+    if key not in _cache:
+        hparams = dict(translate_const=key[1], img_mean=(128, 128, 128))
+        _cache[key] = rand_augment_transform(config_str, hparams)
+    transform = _cache[key]
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+    frames = clip.permute(0, 2, 3, 1).contiguous().numpy()
+    out = []
+    for frame in frames:
+        with _seeded_global_rngs(seed):
+            out.append(np.asarray(transform(Image.fromarray(frame))))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+
+def random_erase_clip(clip: torch.Tensor, probability: float, mode: str, count: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """timm RandomErasing on a normalised clip with one box (or ``count`` boxes) for all frames.
+
+    The clip is viewed as one image with T*C channels, so timm erases the same region of every
+    frame; per-pixel noise values still differ per frame and channel."""
+    from timm.data.random_erasing import RandomErasing
+    if probability <= 0:
+        return clip
+    t, c, h, w = clip.shape
+    eraser = RandomErasing(probability=probability, mode=mode, max_count=count, device="cpu")
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+    with _seeded_global_rngs(seed):
+        flat = eraser(clip.reshape(t * c, h, w).clone())
+    return flat.reshape(t, c, h, w)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pipelines
+# ------------------------------------------------------------------------------------------------
+def train_transform(frames: torch.Tensor, cfg, generator: torch.Generator, mean, std,
+                    ) -> tuple[torch.Tensor, bool]:
+    """uint8 (T, H, W, 3) -> normalised float (T, 3, S, S) and whether it was flipped."""
+    size = cfg.DATA.INPUT_SIZE
+    aug = cfg.AUG
+    clip = frames.permute(0, 3, 1, 2)  # channels-last memory, what the uint8 resize wants
+    clip = resize_short_side(clip, resize_size(size))
+    top, left, h, w = random_resized_crop_box(clip.shape[-2], clip.shape[-1], tuple(aug.SCALE),
+                                              tuple(aug.RATIO), generator)
+    clip = _resize(clip[..., top:top + h, left:left + w], (size, size))
+    if aug.AUTO_AUGMENT:
+        clip = rand_augment_clip(clip.contiguous(), aug.AUTO_AUGMENT, generator)
+    flipped = aug.FLIP_RATIO > 0 and _uniform(generator) < aug.FLIP_RATIO
+    if flipped:
+        clip = clip.flip(-1)
+    x = clip.contiguous().float().div_(255.0)
+    if aug.COLOR_JITTER > 0 and _uniform(generator) < aug.COLOR_JITTER:
+        x = color_jitter_clip(x, generator)
+    if aug.GRAY_SCALE > 0 and _uniform(generator) < aug.GRAY_SCALE:
+        x = grayscale_clip(x)
+    x = normalize_clip(x, mean, std)
+    if aug.REPROB > 0:
+        x = random_erase_clip(x, aug.REPROB, aug.REMODE, aug.RECOUNT, generator)
+    return x.contiguous(), flipped
+
+
+def eval_views(clips: list[torch.Tensor], cfg, mean, std) -> torch.Tensor:
+    """uint8 clips [(T, H, W, 3)] (one per temporal view) -> (V, T, 3, S, S), crop-major order.
+
+    1 crop: short side int(256/224*S), centre crop. 3 crops: short side S, three crops along the
+    long side (the reference's two paths)."""
+    size = cfg.DATA.INPUT_SIZE
+    num_crop = cfg.TEST.NUM_CROP
+    short = size if num_crop == 3 else resize_size(size)
+    resized = [resize_short_side(c.permute(0, 3, 1, 2), short) for c in clips]
+    views = []
+    for crop_index in range(num_crop):
+        for clip in resized:  # crop-major: for each crop, every clip
+            crop = three_crops(clip, size)[crop_index] if num_crop == 3 else center_crop(clip, size)
+            views.append(normalize_clip(crop.float().div_(255.0), mean, std))
+    return torch.stack(views).contiguous()

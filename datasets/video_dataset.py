@@ -1,0 +1,148 @@
+"""The video Dataset: (path, label) samples -> decoded, sampled, augmented clips.
+
+Train item: ``(video, label)``, video float32 (T, C, H, W). Val/test item: ``(views, label, index)``,
+views float32 (V, T, C, H, W) with V = TEST.NUM_CLIP x TEST.NUM_CROP in crop-major order, and the
+item's dataset index.
+
+Randomness of an item is a function of (cfg.SEED, epoch, index) only: a fresh generator seeded
+from those three numbers drives sampling and augmentation, so any split of the indices over
+workers or ranks produces the same clips.
+
+A video that cannot be decoded is logged once (path and reason), remembered in an array shared
+by all worker processes, and replaced by a deterministically chosen other sample. When more than
+DATA.MAX_BAD_FRACTION of the dataset has failed, loading stops with an error.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .decoding import VideoDecodeError, load_frames
+from .sampling import multi_view_indices, sample_dense_indices, sample_segment_indices
+from .transforms import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, eval_views, \
+    train_transform
+
+__all__ = ["VideoDataset", "item_generator", "normalization"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_REPLACEMENTS = 50
+
+
+def normalization(cfg) -> tuple[tuple, tuple]:
+    """DATA.MEAN/STD if given, else the model's own: CLIP for vita_clip, ImageNet otherwise."""
+    if len(cfg.DATA.MEAN) == 3 and len(cfg.DATA.STD) == 3:
+        return tuple(cfg.DATA.MEAN), tuple(cfg.DATA.STD)
+    if cfg.MODEL.TYPE == "vita_clip":
+        return CLIP_MEAN, CLIP_STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The item's private generator: a hash of (seed, epoch, index), independent of worker/rank."""
+    state = np.random.SeedSequence([abs(int(seed)), int(epoch), int(index)]).generate_state(
+        2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+
+
+class VideoDataset(Dataset):
+    """Clips from a list of (path, label) samples, decoded with DATA.DECODER."""
+
+    def __init__(self, samples: list[tuple[str, int]], cfg, split: str,
+                 classes: list[str] | None = None, flip_label_map: dict[int, int] | None = None):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        if not samples:
+            raise ValueError(f"no samples for split {split!r}")
+        self.samples = list(samples)
+        self.classes = list(classes) if classes is not None else None
+        self.split = split
+        self.cfg = cfg
+        self.train = split == "train"
+        self.num_frames = cfg.DATA.NUM_FRAMES
+        self.decoder = cfg.DATA.DECODER
+        self.mean, self.std = normalization(cfg)
+        self.flip_label_map = dict(flip_label_map or {})
+        self.seed = int(cfg.SEED)
+        self.epoch = 0
+        # Shared with (forked or spawned) DataLoader workers: one flag per sample.
+        self._bad_flags = mp.Array("b", len(self.samples), lock=False)
+        self._logged: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def bad_video_count(self) -> int:
+        """Distinct videos that failed to decode so far, across all worker processes."""
+        return int(np.frombuffer(self._bad_flags, dtype=np.int8).sum())
+
+    # ----------------------------------------------------------------------------------------
+    def _frame_indices(self, n: int, generator: torch.Generator | None) -> np.ndarray:
+        cfg = self.cfg
+        if self.train:
+            if cfg.DATA.SAMPLING == "dense":
+                return sample_dense_indices(n, self.num_frames, cfg.DATA.FRAME_INTERVAL, generator)
+            return sample_segment_indices(n, self.num_frames, cfg.AUG.FRAME_INTERVAL, generator)
+        # Test segments use ori_len 1 (the reference's val pipeline samples with frame_interval 1).
+        views = multi_view_indices(n, self.num_frames, cfg.TEST.NUM_CLIP, cfg.DATA.SAMPLING,
+                                   interval=cfg.DATA.FRAME_INTERVAL, ori_len=1)
+        return np.concatenate(views)
+
+    def _load(self, index: int, generator: torch.Generator | None):
+        path, label = self.samples[index]
+        frames = torch.from_numpy(load_frames(
+            path, lambda n: self._frame_indices(n, generator), self.decoder))
+        if self.train:
+            video, flipped = train_transform(frames, self.cfg, generator, self.mean, self.std)
+            if flipped:
+                label = self.flip_label_map.get(label, label)
+            return video, int(label)
+        clips = list(frames.split(self.num_frames))
+        return eval_views(clips, self.cfg, self.mean, self.std), int(label)
+
+    def _mark_bad(self, index: int, reason: str) -> None:
+        if not self._bad_flags[index]:
+            self._bad_flags[index] = 1
+            if index not in self._logged:
+                self._logged.add(index)
+                logger.warning("skipping unreadable video: %s; replaced by another sample", reason)
+        bad = self.bad_video_count()
+        limit = self.cfg.DATA.MAX_BAD_FRACTION * len(self.samples)
+        if bad > limit:
+            raise RuntimeError(
+                f"{bad} of {len(self.samples)} videos failed to decode, more than "
+                f"DATA.MAX_BAD_FRACTION={self.cfg.DATA.MAX_BAD_FRACTION} of the dataset "
+                f"(last: {reason}). Check DATA.ROOT and the annotation "
+                f"paths, or run `python tools/prepare_dataset.py --validate LIST --root ROOT`.")
+
+    def _replacement(self, index: int, attempt: int) -> int:
+        """Deterministic stand-in for a bad sample: a hash of (seed, epoch, index, attempt)."""
+        state = np.random.SeedSequence([abs(self.seed), self.epoch, index, attempt, 7]
+                                       ).generate_state(1)
+        return int(state[0]) % len(self.samples)
+
+    def __getitem__(self, index: int):
+        index = int(index)
+        candidate = index
+        for attempt in range(_MAX_REPLACEMENTS + 1):
+            if not self._bad_flags[candidate]:
+                # The replacement keeps the requested index's random stream (seed, epoch, index).
+                generator = item_generator(self.seed, self.epoch, index) if self.train else None
+                try:
+                    video, label = self._load(candidate, generator)
+                    # A replaced evaluation item keeps its own index (every index exactly once
+                    # for the engine's gather) with the stand-in's views and label (a consistent
+                    # pair); the substitution is logged and counted in bad_video_count().
+                    return (video, label) if self.train else (video, label, index)
+                except VideoDecodeError as err:
+                    self._mark_bad(candidate, str(err))
+            candidate = self._replacement(index, attempt)
+        raise RuntimeError(f"no decodable video found after {_MAX_REPLACEMENTS} replacements for "
+                           f"sample {index} ({self.samples[index][0]})")

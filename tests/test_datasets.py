@@ -1,0 +1,246 @@
+"""Annotation parsing, frame sampling, clip transforms and mixup (no video decoding here)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.annotations import AnnotationError, read_class_names, read_list_file
+from datasets.build import build_mixup, flip_label_map
+from datasets.sampling import (dense_test_starts, multi_view_indices, sample_dense_indices,
+                               sample_segment_indices, segment_test_indices)
+from datasets.transforms import (CLIP_MEAN, IMAGENET_MEAN, color_jitter_clip, random_erase_clip,
+                                 random_resized_crop_box, rand_augment_clip, eval_views,
+                                 train_transform)
+from datasets.video_dataset import item_generator, normalization
+from engine.config import get_cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# Annotation files
+# ------------------------------------------------------------------------------------------------
+def test_list_file_formats(tmp_path):
+    f = tmp_path / "list.txt"
+    f.write_text("a/x.mp4,3\n\nb/y.mp4 1\n/abs/z.mp4,0\nframes/v1 120 2\n")
+    samples = read_list_file(str(f), root="/data")
+    assert samples == [("/data/a/x.mp4", 3), ("/data/b/y.mp4", 1), ("/abs/z.mp4", 0),
+                       ("/data/frames/v1", 2)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("a.mp4,x", "not an integer"),
+    ("a.mp4,1,2", "2 comma-separated"),
+    ("justapath", "expected"),
+    ("a.mp4,7", "outside"),
+])
+def test_list_file_errors_name_file_and_line(tmp_path, line, message):
+    f = tmp_path / "bad.csv"
+    f.write_text(f"ok.mp4,0\n{line}\n")
+    with pytest.raises(AnnotationError) as err:
+        read_list_file(str(f), num_classes=5)
+    assert str(f) in str(err.value) and "line 2" in str(err.value) and message in str(err.value)
+
+
+def test_class_names_csv_and_plain(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("id,name\n1,Putting something, something and something on the table\n0,a b\n")
+    assert read_class_names(str(csv)) == ["a b", "Putting something, something and something on "
+                                                  "the table"]
+    plain = tmp_path / "classes.txt"
+    plain.write_text("x\ny\n\nz")
+    assert read_class_names(str(plain)) == ["x", "y", "z"]
+    gap = tmp_path / "gap.csv"
+    gap.write_text("id,name\n0,a\n2,b\n")
+    with pytest.raises(AnnotationError, match="without gaps"):
+        read_class_names(str(gap))
+
+
+def test_flip_label_map_auto_and_file(tmp_path):
+    classes = ["Pushing something from left to right", "Pushing something from right to left",
+               "Turning the camera left while filming something", "Turning the camera right "
+               "while filming something", "Holding something", "rotating clockwise",
+               "rotating anticlockwise"]
+    m = flip_label_map("auto", classes)
+    assert m == {0: 1, 1: 0, 2: 3, 3: 2, 5: 6, 6: 5}
+    f = tmp_path / "pairs.csv"
+    f.write_text("0,4\n")
+    assert flip_label_map(str(f), classes) == {0: 4, 4: 0}
+    f.write_text("0;4\n")
+    with pytest.raises(AnnotationError, match="line 1"):
+        flip_label_map(str(f), classes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling
+# ------------------------------------------------------------------------------------------------
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_segment_train_one_frame_per_segment():
+    n, t, ori = 100, 8, 4
+    avg = (n - ori + 1) // t  # 12
+    for seed in range(20):
+        idx = sample_segment_indices(n, t, ori, _gen(seed))
+        assert idx.dtype == np.int64 and idx.shape == (t,)
+        assert np.all(idx // avg == np.arange(t)) and np.all(idx % avg < avg)
+
+
+def test_segment_train_branches():
+    # avg == 0 but n > max(t, ori): sorted random ints in [0, n - ori]
+    idx = sample_segment_indices(10, 8, 4, _gen(1))
+    assert np.all(np.diff(idx) >= 0) and idx.max() <= 6
+    # avg == 0 and n <= max(t, ori): rounded even spacing of (n - ori + 1) / t
+    idx = sample_segment_indices(8, 8, 4, _gen(1))
+    assert idx.tolist() == np.around(np.arange(8) * 5 / 8).astype(int).tolist()
+    # avg < 0 (video shorter than ori_len - 1): zeros
+    assert sample_segment_indices(2, 8, 4, _gen(1)).tolist() == [0] * 8
+    # ori_len 1 on a short video: every frame once, looping never exceeds n - 1
+    assert sample_segment_indices(8, 8, 1, _gen(1)).tolist() == list(range(8))
+
+
+def test_segment_test_centres_and_multi_clip():
+    n, t = 100, 8
+    avg = n / t
+    assert segment_test_indices(n, t).tolist() == [int(i * avg + avg / 2) for i in range(t)]
+    views = multi_view_indices(n, t, num_clips=4, sampling="segment")
+    assert len(views) == 4
+    for k, v in enumerate(views):  # clip k sits at fraction (k + 0.5) / 4 of each segment
+        assert v.tolist() == [int(i * avg + avg * (k + 0.5) / 4) for i in range(t)]
+    # deterministic
+    assert all(np.array_equal(a, b) for a, b in zip(views, multi_view_indices(n, t, 4)))
+    assert segment_test_indices(3, 8).max() < 3
+
+
+def test_dense_sampling():
+    for seed in range(10):
+        idx = sample_dense_indices(200, 8, 16, _gen(seed))
+        assert np.all(np.diff(idx) == 16) and 0 <= idx[0] < 200 - 113
+    short = sample_dense_indices(50, 8, 16, _gen(0))  # span 113 > 50: clamp to the last frame
+    assert short.tolist() == [0, 16, 32, 48, 49, 49, 49, 49]
+    assert dense_test_starts(213, 8, 16, 3) == [0, 50, 100]
+    assert dense_test_starts(213, 8, 16, 1) == [50]
+    views = multi_view_indices(213, 8, 3, sampling="dense", interval=16)
+    assert [v[0] for v in views] == [0, 50, 100] and views[2][-1] == 212
+
+
+# ------------------------------------------------------------------------------------------------
+# Transforms
+# ------------------------------------------------------------------------------------------------
+def _cfg(**aug):
+    cfg = get_cfg()
+    cfg.DATA.INPUT_SIZE = 32
+    for k, v in aug.items():
+        cfg.AUG[k] = v
+    return cfg
+
+
+def test_normalization_choice():
+    cfg = get_cfg()
+    assert normalization(cfg)[0] == IMAGENET_MEAN
+    cfg.MODEL.TYPE = "vita_clip"
+    assert normalization(cfg)[0] == CLIP_MEAN
+    cfg.DATA.MEAN, cfg.DATA.STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    assert normalization(cfg) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def test_random_resized_crop_box_bounds():
+    for seed in range(50):
+        top, left, h, w = random_resized_crop_box(36, 64, (0.08, 1.0), (3 / 4, 4 / 3), _gen(seed))
+        assert 0 <= top and top + h <= 36 and 0 <= left and left + w <= 64 and h > 0 and w > 0
+
+
+def test_train_transform_same_parameters_for_every_frame():
+    frame = torch.randint(0, 256, (1, 40, 60, 3), dtype=torch.uint8)
+    clip = frame.repeat(6, 1, 1, 1)
+    cfg = _cfg(COLOR_JITTER=0.0, GRAY_SCALE=0.5, FLIP_RATIO=0.5,
+               AUTO_AUGMENT="rand-m9-n3-mstd0.5-inc1", REPROB=1.0)
+    for seed in range(4):
+        out, _ = train_transform(clip, cfg, _gen(seed), IMAGENET_MEAN, (0.229, 0.224, 0.225))
+        assert out.shape == (6, 3, 32, 32) and out.dtype == torch.float32
+        # identical input frames stay identical (same crop, flip, RandAugment ops, grayscale, box)
+        erased = out[0] != out[1]  # random erasing noise differs per frame, its box does not
+        assert torch.equal(erased, out[2] != out[3])
+        assert torch.allclose(out[0][~erased], out[1][~erased])
+
+
+def test_train_transform_is_a_function_of_the_generator():
+    clip = torch.randint(0, 256, (4, 40, 60, 3), dtype=torch.uint8)
+    cfg = _cfg(COLOR_JITTER=1.0, AUTO_AUGMENT="rand-m7-n4-mstd0.5-inc1")
+    mean, std = normalization(cfg)
+    a, fa = train_transform(clip, cfg, item_generator(0, 1, 5), mean, std)
+    b, fb = train_transform(clip, cfg, item_generator(0, 1, 5), mean, std)
+    c, _ = train_transform(clip, cfg, item_generator(0, 2, 5), mean, std)
+    assert torch.equal(a, b) and fa == fb and not torch.equal(a, c)
+
+
+def test_flip_and_normalise_values():
+    clip = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    clip[:, :, :16] = 255  # left half white
+    cfg = _cfg(COLOR_JITTER=0.0, GRAY_SCALE=0.0, FLIP_RATIO=1.0, SCALE=(1.0, 1.0), RATIO=(1.0, 1.0))
+    cfg.DATA.INPUT_SIZE = 28
+    out, flipped = train_transform(clip, cfg, _gen(0), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert flipped
+    # full-area crop of the 32x32 frame resized to 28: after the flip the right half is white (+1)
+    assert out[0, :, :, -1].mean().item() == pytest.approx(1.0)
+    assert out[0, :, :, 0].mean().item() == pytest.approx(-1.0)
+
+
+def test_color_jitter_per_frame_factors_from_generator():
+    clip = torch.rand(6, 3, 8, 8)
+    a = color_jitter_clip(clip, _gen(3))
+    b = color_jitter_clip(clip, _gen(3))
+    assert torch.equal(a, b)
+    same_frames = clip[:1].repeat(6, 1, 1, 1)
+    out = color_jitter_clip(same_frames, _gen(3))
+    assert not torch.allclose(out[0], out[1])  # factors re-drawn per frame, as the reference
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_rand_augment_and_erasing_restore_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    clip = torch.randint(0, 256, (3, 3, 24, 24), dtype=torch.uint8)
+    torch.manual_seed(123)
+    rand_augment_clip(clip, "rand-m9-n2-mstd0.5", _gen(0))
+    random_erase_clip(clip.float(), 1.0, "pixel", 1, _gen(0))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_eval_views_crop_major_order_and_positions():
+    # a 2-clip video 32x64 whose pixel value encodes the column and clip
+    cols = torch.arange(64, dtype=torch.uint8).view(1, 1, 64, 1).expand(4, 32, 64, 3)
+    clips = [cols.clone(), (cols + 100).clone()]
+    cfg = get_cfg()
+    cfg.DATA.INPUT_SIZE = 32
+    cfg.TEST.NUM_CROP = 3
+    views = eval_views(clips, cfg, (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))
+    assert views.shape == (6, 4, 3, 32, 32)
+    left_col = views[:, 0, 0, 0, 0]
+    # crop-major: (crop0 clip0, crop0 clip1, crop1 clip0, ...); crops left, right, middle
+    assert left_col.tolist() == pytest.approx([0, 100, 32, 132, 16, 116], abs=1e-3)
+    cfg.TEST.NUM_CROP = 1  # short side int(256/224*32)=36 then centre crop 32
+    views = eval_views(clips, cfg, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert views.shape == (2, 4, 3, 32, 32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Mixup
+# ------------------------------------------------------------------------------------------------
+def test_build_mixup_video_cutmix_same_box_all_frames():
+    from timm.data import Mixup
+    cfg = get_cfg()
+    cfg.MODEL.NUM_CLASSES = 5
+    cfg.AUG.MIXUP, cfg.AUG.CUTMIX, cfg.AUG.MIXUP_SWITCH_PROB = 0.0, 1.0, 1.0
+    mixup = build_mixup(cfg)
+    assert isinstance(mixup, Mixup)
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1, 1).expand(4, 3, 3, 16, 16).clone()
+    out, target = mixup(x, torch.tensor([0, 1, 2, 3]))
+    assert out.shape == (4, 3, 3, 16, 16) and target.shape == (4, 5)
+    changed = out[0] != 0  # sample 0 gets a box from its partner (sample 3) in every frame
+    assert changed.any() and torch.equal(changed[0], changed[1]) and torch.equal(changed[0],
+                                                                                  changed[2])
+    assert torch.allclose(target.sum(1), torch.ones(4))
+    cfg.AUG.MIXUP, cfg.AUG.CUTMIX = 0.0, 0.0
+    assert build_mixup(cfg) is None

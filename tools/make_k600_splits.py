@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Write the Kinetics-600 zero-shot class files into configs/labels/ (run once; outputs checked in).
+
+* k600_novel_classes.txt: the 220 K600 classes that are new relative to K400 (K600 order). K400
+  classes that K600 renamed are matched first: case/punctuation/word-order normalisation, then
+  the hand-checked RENAMED table below (see configs/labels/README.md).
+* k600_novel_split{1,2,3}.txt: 160 classes each drawn from the 220 with numpy
+  default_rng([SEED, k]) (k = split number), written in K600 order.
+
+    python tools/make_k600_splits.py            # rewrites the four files
+    python tools/make_k600_splits.py --check    # exit 1 if the checked-in files differ
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABELS = os.path.join(REPO, "configs", "labels")
+SEED = 600
+SPLIT_SIZE = 160
+NUM_SPLITS = 3
+
+# K400 name -> K600 name for classes K600 renamed beyond case/punctuation/word order.
+RENAMED = {
+    "balloon blowing": "inflating balloons",
+    "dying hair": "dyeing hair",
+    "garbage collecting": "person collecting garbage",
+    "making bed": "making the bed",
+    "tying tie": "tying necktie",
+    "changing wheel": "changing wheel (not on bike)",
+    "cooking sausages": "cooking sausages (not on barbeque)",
+    "hugging": "hugging (not baby)",
+    "opening bottle": "opening bottle (not wine)",
+    "throwing ball": "throwing ball (not baseball or American football)",
+    "baby waking up": "waking up",
+}
+
+
+def normalise(name: str) -> str:
+    """Lower case, punctuation removed, words sorted: catches case/spelling-order renames."""
+    return " ".join(sorted(re.sub(r"[^a-z0-9]+", " ", name.lower()).split()))
+
+
+def read_names(path: str) -> list[str]:
+    lines = open(path, encoding="utf-8").read().splitlines()
+    return [line.split(",", 1)[1].strip() for line in lines[1:] if line.strip()]
+
+
+def novel_classes() -> list[str]:
+    k400 = read_names(os.path.join(LABELS, "kinetics_400_labels.csv"))
+    k600 = read_names(os.path.join(LABELS, "kinetics_600_labels.csv"))
+    k600_set = set(k600)
+    for old, new in RENAMED.items():
+        assert old in k400 and new in k600_set, (old, new)
+    known = {normalise(n) for n in k400} | {normalise(n) for n in RENAMED.values()}
+    return [n for n in k600 if normalise(n) not in known]
+
+
+def splits(novel: list[str]) -> list[list[str]]:
+    out = []
+    for k in range(1, NUM_SPLITS + 1):
+        pick = np.random.default_rng([SEED, k]).choice(len(novel), SPLIT_SIZE, replace=False)
+        out.append([novel[i] for i in sorted(pick)])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    novel = novel_classes()
+    files = {"k600_novel_classes.txt": novel}
+    for k, names in enumerate(splits(novel), start=1):
+        files[f"k600_novel_split{k}.txt"] = names
+    status = 0
+    for name, names in files.items():
+        path = os.path.join(LABELS, name)
+        text = "\n".join(names) + "\n"
+        if args.check:
+            if not os.path.isfile(path) or open(path, encoding="utf-8").read() != text:
+                print(f"{path} differs from the generator output")
+                status = 1
+        else:
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+            print(f"wrote {path} ({len(names)} classes)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
