@@ -72,13 +72,14 @@ def load_annotations(cfg, split: str) -> tuple[list[tuple[str, int]], list[str] 
     """Samples and class names for ``split`` from DATA.DATASET's format (see README)."""
     dataset, root = cfg.DATA.DATASET, cfg.DATA.ROOT
     file = _annotation_file(cfg, split)
-    classes = read_class_names(cfg.DATA.LABEL_LIST) if cfg.DATA.LABEL_LIST else None
-
-    if dataset == "synthetic":
+    if dataset == "synthetic":  # generate first: DATA.LABEL_LIST may name the set's classes.txt
         root = root or SYNTHETIC_DEFAULT_ROOT
         s = cfg.DATA.SYNTHETIC
         ensure_synthetic(root, synthetic_settings(s.NUM_TRAIN, s.NUM_VAL, s.NUM_FRAMES, s.SIZE,
                                                   s.SEED))
+    classes = read_class_names(cfg.DATA.LABEL_LIST) if cfg.DATA.LABEL_LIST else None
+
+    if dataset == "synthetic":
         file = file or os.path.join(root, "train.csv" if split == "train" else "val.csv")
         classes = classes or read_class_names(os.path.join(root, "classes.txt"))
         return read_list_file(file, root, len(classes)), classes

@@ -1,6 +1,10 @@
-"""Builders that turn a config into objects."""
+"""Builders that turn a config into objects: model, optimiser, schedule, loss, wrapping."""
 from __future__ import annotations
 
+import inspect
+import math
+
+import torch
 import torch.nn as nn
 
 from .config import VIDEO_FOCALNET_TYPES, ConfigError
@@ -15,3 +19,157 @@ def build_model(cfg) -> nn.Module:
         import vita_clip
         return vita_clip.build_model(cfg)
     raise ConfigError(f"key MODEL.TYPE: unknown model {cfg.MODEL.TYPE!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser
+# ---------------------------------------------------------------------------------------------
+# Substrings of parameter names that never get weight decay: prompts, learned contexts,
+# positional/time embeddings, class tokens, norms (their 1-D params are caught anyway).
+NO_DECAY_KEYWORDS = ("prompt", "prompt_learner.ctx", "pos_embed", "positional_embedding",
+                     "time_embed", "temporal_embed", "cls_token", "class_embedding",
+                     "summary_token", "logit_scale", "absolute_pos", "relative_position")
+
+
+def _model_skip_sets(model: nn.Module) -> tuple[set, set]:
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    keywords = (set(model.no_weight_decay_keywords())
+                if hasattr(model, "no_weight_decay_keywords") else set())
+    # The reference's keyword '' matched every name (its quirk 7.1a); never let it leak in.
+    return {s for s in skip if s}, {k for k in keywords if k}
+
+
+def is_no_decay(name: str, param: torch.Tensor, skip: set, keywords: set) -> bool:
+    """Norms, biases, 1-D params, prompts/embeddings, and what the model names."""
+    if param.ndim <= 1 or name.endswith(".bias"):
+        return True
+    if name in skip or any(name.startswith(s + ".") for s in skip):
+        return True
+    return any(k in name for k in keywords) or any(k in name for k in NO_DECAY_KEYWORDS)
+
+
+def param_groups(cfg, model: nn.Module) -> list[dict]:
+    """[{params, weight_decay, names}] over parameters with requires_grad only."""
+    model = model.module if hasattr(model, "module") else model
+    skip, keywords = _model_skip_sets(model)
+    decay, no_decay, decay_names, no_decay_names = [], [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue  # frozen backbones (Vita-CLIP) get no optimiser state at all
+        if cfg.TRAIN.OPTIMIZER.SKIP_DECAY and is_no_decay(name, param, skip, keywords):
+            no_decay.append(param)
+            no_decay_names.append(name)
+        else:
+            decay.append(param)
+            decay_names.append(name)
+    if not decay and not no_decay:
+        raise ConfigError("the model has no trainable parameters (every requires_grad is False)")
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": cfg.TRAIN.WEIGHT_DECAY,
+                       "names": decay_names})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "names": no_decay_names})
+    return groups
+
+
+def scaled_learning_rates(cfg, world_size: int) -> dict:
+    """BASE_LR, WARMUP_LR, MIN_LR after the linear scaling rule (spec 4.5) when TRAIN.SCALE_LR."""
+    lrs = {"base_lr": cfg.TRAIN.BASE_LR, "warmup_lr": cfg.TRAIN.WARMUP_LR,
+           "min_lr": cfg.TRAIN.MIN_LR}
+    if not cfg.TRAIN.SCALE_LR:
+        return lrs
+    factor = cfg.DATA.BATCH_SIZE * world_size / cfg.TRAIN.LR_SCALE_BATCH
+    if cfg.TRAIN.ACCUMULATION_STEPS > 1:
+        factor *= cfg.TRAIN.ACCUMULATION_STEPS
+    return {k: v * factor for k, v in lrs.items()}
+
+
+def build_optimizer(cfg, model: nn.Module, world_size: int = 1) -> torch.optim.Optimizer:
+    """AdamW or nesterov SGD over decay / no-decay groups at the scaled BASE_LR."""
+    lr = scaled_learning_rates(cfg, world_size)["base_lr"]
+    groups = param_groups(cfg, model)
+    opt = cfg.TRAIN.OPTIMIZER
+    name = opt.NAME.lower()
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=opt.MOMENTUM, nesterov=True,
+                               weight_decay=cfg.TRAIN.WEIGHT_DECAY)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, eps=opt.EPS, betas=tuple(opt.BETAS),
+                                 weight_decay=cfg.TRAIN.WEIGHT_DECAY)
+    raise ConfigError(f"key TRAIN.OPTIMIZER.NAME: unknown optimiser {opt.NAME!r}; use adamw or sgd")
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule (stepped once per optimiser update, t = global update index from 0)
+# ---------------------------------------------------------------------------------------------
+def reference_cosine_lr(t: int, total: int, warmup: int, base: float, warmup_lr: float,
+                        min_lr: float) -> float:
+    """Spec 4.5: linear warmup WARMUP_LR -> BASE_LR, then cosine on the absolute step."""
+    if t < warmup:
+        return warmup_lr + t * (base - warmup_lr) / warmup
+    if t >= total:
+        return min_lr
+    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t / total))
+
+
+def build_scheduler(cfg, optimizer, steps_per_epoch: int, world_size: int = 1):
+    """timm scheduler (t_in_epochs=False) over EPOCHS * steps_per_epoch optimiser updates."""
+    from timm.scheduler import CosineLRScheduler, PolyLRScheduler, StepLRScheduler
+    lrs = scaled_learning_rates(cfg, world_size)
+    total = max(1, int(cfg.TRAIN.EPOCHS * steps_per_epoch))
+    warmup = int(cfg.TRAIN.WARMUP_EPOCHS * steps_per_epoch)
+    name = cfg.TRAIN.LR_SCHEDULER.NAME
+    if name == "cosine":
+        # timm 1.0 CosineLRScheduler with warmup_prefix False matches reference_cosine_lr
+        # (warmup targets BASE_LR, cosine on the absolute step); tests pin it.
+        return CosineLRScheduler(optimizer, t_initial=total, lr_min=lrs["min_lr"],
+                                 warmup_lr_init=lrs["warmup_lr"], warmup_t=warmup,
+                                 cycle_limit=1, t_in_epochs=False, warmup_prefix=False)
+    if name == "linear":
+        return PolyLRScheduler(optimizer, t_initial=total, power=1.0, lr_min=lrs["min_lr"],
+                               warmup_lr_init=lrs["warmup_lr"], warmup_t=warmup,
+                               t_in_epochs=False)
+    if name == "step":
+        return StepLRScheduler(optimizer,
+                               decay_t=int(cfg.TRAIN.LR_SCHEDULER.DECAY_EPOCHS * steps_per_epoch),
+                               decay_rate=cfg.TRAIN.LR_SCHEDULER.DECAY_RATE,
+                               warmup_lr_init=lrs["warmup_lr"], warmup_t=warmup,
+                               t_in_epochs=False)
+    raise ConfigError(f"key TRAIN.LR_SCHEDULER.NAME: unknown scheduler {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss, precision, wrapping
+# ---------------------------------------------------------------------------------------------
+def build_criterion(cfg, mixup=None) -> nn.Module:
+    """Soft-target CE under mixup/cutmix; else CE with MODEL.LABEL_SMOOTHING (0 = plain CE)."""
+    if mixup is not None:
+        from timm.loss import SoftTargetCrossEntropy
+        return SoftTargetCrossEntropy()
+    return nn.CrossEntropyLoss(label_smoothing=cfg.MODEL.LABEL_SMOOTHING)
+
+
+def amp_dtype(cfg) -> torch.dtype | None:
+    """TRAIN.AMP: off -> None (fp32), fp16 -> float16 (with a GradScaler), bf16 -> bfloat16."""
+    return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[str(cfg.TRAIN.AMP)]
+
+
+def build_grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:
+    """Enabled only for fp16; a disabled scaler is a pass-through."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg) == torch.float16)
+
+
+def wrap_model(cfg, model: nn.Module, dist_info) -> nn.Module:
+    """DistributedDataParallel when there are several processes; the bare model otherwise."""
+    if dist_info.world_size <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    device_ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
+    # Buffers are constants here (no BatchNorm): never re-broadcast them on each forward.
+    # Newer torch spells this forward_sync_buffers (broadcast_buffers is deprecated there).
+    params = inspect.signature(DDP.__init__).parameters
+    sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in params
+            else {"broadcast_buffers": False})
+    return DDP(model, device_ids=device_ids,
+               find_unused_parameters=cfg.DIST.FIND_UNUSED_PARAMETERS, **sync)

@@ -156,6 +156,7 @@ _C.TRAIN.SCALE_LR = True  # linear scaling: lr * batch * world * accumulation / 
 _C.TRAIN.LR_SCALE_BATCH = 512  # reference batch of the linear scaling rule
 _C.TRAIN.NAN_POLICY = "stop"  # stop | skip: what a non-finite loss does
 _C.TRAIN.EVAL_FREQ = 1  # validate every this many epochs (and after the last)
+_C.TRAIN.DETERMINISTIC = False  # deterministic kernels (torch.use_deterministic_algorithms, no cudnn.benchmark); slower
 _C.TRAIN.LR_SCHEDULER = CN()
 _C.TRAIN.LR_SCHEDULER.NAME = "cosine"  # cosine | linear | step
 _C.TRAIN.LR_SCHEDULER.DECAY_EPOCHS = 30  # step scheduler: epochs between decays
@@ -165,6 +166,7 @@ _C.TRAIN.OPTIMIZER.NAME = "adamw"  # adamw | sgd (SGD is nesterov, as in the ref
 _C.TRAIN.OPTIMIZER.EPS = 1e-8  # AdamW epsilon
 _C.TRAIN.OPTIMIZER.BETAS = (0.9, 0.999)  # AdamW betas
 _C.TRAIN.OPTIMIZER.MOMENTUM = 0.9  # SGD momentum
+_C.TRAIN.OPTIMIZER.SKIP_DECAY = True  # no decay on norms/biases/1-D/prompts/embeddings; False: decay every trainable param (Vita-CLIP reference: one group)
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation (same parameters for every frame of a clip)

@@ -1,0 +1,229 @@
+"""What a run tells its user: log file, progress, TensorBoard, resolved config and run info."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+
+import torch
+
+from .checkpoint import atomic_write_text
+
+__all__ = ["setup_logging", "close_logging", "TensorBoardWriter", "Progress", "write_run_info", "write_config",
+           "config_hash", "git_commit", "memory_mb", "format_seconds"]
+
+_HANDLER_TAG = "_vrengine_handler"
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(output_dir: str | None, rank: int = 0, level: int = logging.INFO) -> None:
+    """Rank 0: INFO to stdout and OUTPUT/log.txt. Other ranks: warnings only, prefixed."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _HANDLER_TAG, False):
+            root.removeHandler(handler)
+            handler.close()
+    fmt = logging.Formatter("[%(asctime)s %(name)s] %(levelname)s: %(message)s",
+                            datefmt="%Y-%m-%d %H:%M:%S")
+    handlers = []
+    if rank == 0:
+        stream = logging.StreamHandler(sys.stdout)
+        stream.setLevel(level)
+        handlers.append(stream)
+        if output_dir:
+            os.makedirs(output_dir, exist_ok=True)
+            file_handler = logging.FileHandler(os.path.join(output_dir, "log.txt"), mode="a")
+            file_handler.setLevel(level)
+            handlers.append(file_handler)
+    else:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setLevel(logging.WARNING)
+        stream.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s: %(message)s"))
+        handlers.append(stream)
+    for handler in handlers:
+        if handler.formatter is None:
+            handler.setFormatter(fmt)
+        setattr(handler, _HANDLER_TAG, True)
+        root.addHandler(handler)
+    root.setLevel(min(level, root.level) if root.level else level)
+
+
+def close_logging() -> None:
+    """Detach and close the handlers setup_logging added (log.txt is released)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _HANDLER_TAG, False):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def format_seconds(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
+
+
+def memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated (CUDA) or the process's peak resident memory (CPU), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:
+        import resource
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak_kb / 1024.0 if sys.platform != "darwin" else peak_kb / 2 ** 20
+    except (ImportError, OSError):
+        return 0.0
+
+
+class TensorBoardWriter:
+    """SummaryWriter under OUTPUT/tb on rank 0; a no-op elsewhere or when unavailable."""
+
+    def __init__(self, log_dir: str | None, enabled: bool = True):
+        self._writer = None
+        if not (enabled and log_dir):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:  # tensorboard is in requirements.txt; stay usable without it
+            logger.warning("TensorBoard logging disabled: %s", err)
+            return
+        self._writer = SummaryWriter(log_dir=log_dir)
+
+    def scalars(self, values: dict, step: int, prefix: str = "") -> None:
+        if self._writer is None:
+            return
+        for key, value in values.items():
+            if value is None:
+                continue
+            self._writer.add_scalar(f"{prefix}{key}", float(value), step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class Progress:
+    """A tqdm bar with ETA on a TTY, plain log lines every `print_freq` iterations otherwise."""
+
+    def __init__(self, total: int, desc: str, print_freq: int, enabled: bool = True,
+                 use_tty: bool | None = None):
+        self.total = total
+        self.desc = desc
+        self.print_freq = max(1, print_freq)
+        self.enabled = enabled
+        self.start = time.time()
+        use_tty = sys.stdout.isatty() if use_tty is None else use_tty
+        self._bar = None
+        if enabled and use_tty:
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)
+
+    def update(self, index: int, **values) -> None:
+        """Called after iteration `index` (0-based) with the values to show."""
+        if not self.enabled:
+            return
+        shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in values.items()}
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(shown, refresh=False)
+            return
+        done = index + 1
+        if done % self.print_freq == 0 or done == self.total:
+            elapsed = time.time() - self.start
+            eta = elapsed / done * (self.total - done)
+            fields = "  ".join(f"{k} {v}" for k, v in shown.items())
+            logger.info("%s [%d/%d]  eta %s  %s", self.desc, done, self.total,
+                        format_seconds(eta), fields)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def config_hash(cfg) -> str:
+    """sha256 of the resolved config's YAML text."""
+    return hashlib.sha256(cfg.dump().encode("utf-8")).hexdigest()
+
+
+def write_config(output_dir: str, cfg) -> str:
+    path = os.path.join(output_dir, "config.yaml")
+    atomic_write_text(path, cfg.dump())
+    return path
+
+
+def git_commit(start: str | None = None) -> str | None:
+    """HEAD's commit read from the .git folder (no git process), or None outside a checkout."""
+    directory = os.path.abspath(start or os.path.dirname(os.path.dirname(__file__)))
+    while True:
+        git_dir = os.path.join(directory, ".git")
+        if os.path.isfile(git_dir):  # worktree / submodule: "gitdir: PATH"
+            with open(git_dir, encoding="utf-8") as f:
+                content = f.read().strip()
+            if content.startswith("gitdir:"):
+                git_dir = os.path.join(directory, content.split(":", 1)[1].strip())
+        if os.path.isdir(git_dir):
+            break
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+    try:
+        with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as f:
+            head = f.read().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.split(":", 1)[1].strip()
+        ref_path = os.path.join(git_dir, ref)
+        if os.path.isfile(ref_path):
+            with open(ref_path, encoding="utf-8") as f:
+                return f.read().strip()
+        packed = os.path.join(git_dir, "packed-refs")
+        if os.path.isfile(packed):
+            with open(packed, encoding="utf-8") as f:
+                for line in f:
+                    parts = line.strip().split(" ")
+                    if len(parts) == 2 and parts[1] == ref:
+                        return parts[0]
+    except OSError:
+        pass
+    return None
+
+
+def write_run_info(output_dir: str, cfg, dist_info, extra: dict | None = None) -> str:
+    """OUTPUT/run_info.json: commit, versions, device and world size, command line."""
+    info = {
+        "start_time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "git_commit": git_commit(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": (torch.cuda.get_device_name(dist_info.device)
+                if dist_info.device.type == "cuda" else None),
+        "device": str(dist_info.device),
+        "world_size": dist_info.world_size,
+        "backend": dist_info.backend or None,
+        "config_hash": config_hash(cfg),
+    }
+    try:
+        import timm
+        info["timm"] = timm.__version__
+    except ImportError:
+        pass
+    info.update(extra or {})
+    path = os.path.join(output_dir, "run_info.json")
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+    return path

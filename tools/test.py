@@ -1,0 +1,67 @@
+"""Evaluate a checkpoint with multi-view testing: ``tools/test.py --cfg FILE --checkpoint PATH``.
+
+Views per video: TEST.NUM_CLIP x TEST.NUM_CROP. Writes OUTPUT/eval_results.json and
+OUTPUT/predictions.csv. Runs under plain ``python`` or ``torchrun`` (videos split over processes).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.config import ConfigError, load_cfg  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg", required=True, metavar="FILE", help="config YAML")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="weights: ours, or the official Video-FocalNet / Vita-CLIP files")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides, e.g. --opts TEST.NUM_CLIP 4 TEST.NUM_CROP 3")
+    parser.add_argument("--batch-size", type=int, help="TEST.BATCH_SIZE (videos per process)")
+    parser.add_argument("--output", help="OUTPUT (where results are written)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help="ignored: torchrun passes LOCAL_RANK in the environment")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    opts = list(args.opts)
+    if args.batch_size is not None:
+        opts += ["TEST.BATCH_SIZE", str(args.batch_size)]
+    if args.output is not None:
+        opts += ["OUTPUT", args.output]
+    try:
+        cfg = load_cfg(args.cfg, opts)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.checkpoint):
+        print(f"error: --checkpoint {args.checkpoint} does not exist", file=sys.stderr)
+        return 2
+    from engine import distributed
+    from engine.checkpoint import CheckpointError
+    from engine.logging import close_logging
+    from engine.trainer import NonFiniteLossError
+    from engine.evaluation import test
+    try:
+        test(cfg, args.checkpoint)
+    except (FileNotFoundError, PermissionError, ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    finally:
+        close_logging()
+        distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
