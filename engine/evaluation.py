@@ -148,6 +148,21 @@ def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
     return summary
 
 
+def _weights_from_checkpoint_only(cfg):
+    """The config to build an evaluated model from: every weight comes from the checkpoint.
+
+    Initialisation files (2-D ImageNet FocalNet, the CLIP backbone) are neither needed nor
+    required to exist when a full checkpoint is loaded strictly afterwards.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.EVAL_MODE = True
+    cfg.TRAIN.PRETRAINED_PATH = ""
+    cfg.MODEL.VITA.BACKBONE_PATH = ""
+    cfg.freeze()
+    return cfg
+
+
 def test(cfg, checkpoint: str | None) -> dict:
     """Evaluate `checkpoint` on the test split with TEST.NUM_CLIP x TEST.NUM_CROP views.
 
@@ -166,7 +181,7 @@ def test(cfg, checkpoint: str | None) -> dict:
     if dist_info.is_main:
         write_config(cfg.OUTPUT, cfg)
     loader = build_loader(cfg, "test")  # before the model: it may read the dataset's class list
-    model = build_model(cfg).to(dist_info.device)
+    model = build_model(_weights_from_checkpoint_only(cfg)).to(dist_info.device)
     # Strict for every layout: evaluating with some weights left at random init would be a
     # silent wrong answer (the reference's strict=False hid such mismatches).
     load_model_weights(model, ckpt, strict=True, source=checkpoint)

@@ -246,8 +246,9 @@ def test_drop_path_schedule_and_randomness():
 def test_no_weight_decay_names_layer_scales():
     model = VideoFocalNet(**SMALL, use_layerscale=True)
     skip = model.no_weight_decay()
-    names = [n for n, _ in model.named_parameters() if any(k in n for k in skip)]
-    assert names and all(n.rsplit(".", 1)[-1] in ("gamma_1", "gamma_2") for n in names)
+    gammas = {n for n, _ in model.named_parameters() if n.endswith(("gamma_1", "gamma_2"))}
+    assert skip == gammas and len(gammas) == 2 * 4
+    assert VideoFocalNet(**SMALL).no_weight_decay() == set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,3 +432,11 @@ def test_official_config_files_load_unchanged(tmp_path, dataset, size, classes, 
     with torch.device("meta"):
         model = build_model(cfg)
     assert model.embed_dims[0] == dim and model.num_classes == classes
+
+
+def test_compiles_as_one_graph():
+    """torch.compile-friendly: dynamo captures the whole forward with no graph break."""
+    model = VideoFocalNet(**SMALL).eval()
+    explanation = torch._dynamo.explain(model)(torch.randn(1, 4, 3, 32, 32))
+    torch._dynamo.reset()
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1

@@ -182,3 +182,5 @@ def test_build_model_loads_pretrained_path(tmp_path):
     cfg.TRAIN.PRETRAINED_PATH = str(tmp_path / "missing.pth")
     with pytest.raises(FileNotFoundError, match="TRAIN.PRETRAINED_PATH"):
         video_focalnet.build_model(cfg)
+    cfg.EVAL_MODE = True  # evaluation loads its own checkpoint: no 2-D init, no error
+    assert video_focalnet.build_model(cfg).num_classes == 6

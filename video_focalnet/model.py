@@ -212,8 +212,12 @@ class VideoFocalNet(nn.Module):
     # -- timm-style API ---------------------------------------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        """Names/keywords of parameters kept out of weight decay (besides 1-D tensors/biases)."""
-        return {"gamma_1", "gamma_2"}
+        """Full names of parameters kept out of weight decay: the layer scales.
+
+        (Norms and biases are 1-D and skipped by the optimizer builder anyway. The reference
+        returned the keyword '' here, which matched every parameter: no decay at all.)
+        """
+        return {n for n, _ in self.named_parameters() if n.endswith(("gamma_1", "gamma_2"))}
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -373,9 +377,16 @@ def model_kwargs_from_cfg(cfg) -> dict:
 
 
 def build_model(cfg) -> VideoFocalNet:
-    """The Video-FocalNet of ``cfg``; loads TRAIN.PRETRAINED_PATH (2-D or video weights) if set."""
+    """The Video-FocalNet of ``cfg``; loads TRAIN.PRETRAINED_PATH (2-D or video weights) if set.
+
+    As in the reference, the initialisation is skipped when the weights will come from elsewhere
+    anyway: evaluation (EVAL_MODE) or an explicit MODEL.RESUME checkpoint.
+    """
     model = VideoFocalNet(**model_kwargs_from_cfg(cfg))
-    if cfg.TRAIN.PRETRAINED_PATH:
+    if cfg.TRAIN.PRETRAINED_PATH and (cfg.EVAL_MODE or cfg.MODEL.RESUME):
+        logger.info("TRAIN.PRETRAINED_PATH not loaded: weights come from %s",
+                    "the evaluated checkpoint" if cfg.EVAL_MODE else "MODEL.RESUME")
+    elif cfg.TRAIN.PRETRAINED_PATH:
         from .checkpoint import load_pretrained
         load_pretrained(model, cfg.TRAIN.PRETRAINED_PATH, key="TRAIN.PRETRAINED_PATH")
     return model

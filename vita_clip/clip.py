@@ -62,6 +62,16 @@ class Linear(nn.Linear):
         return frozen_aware_linear(self, x, self.weight, self.bias)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool = False
+              ) -> torch.Tensor:
+    """scaled_dot_product_attention; on CPU half inputs run in float32 (the CPU kernels are
+    faster in float32 than in bfloat16, backward especially; on GPU the half kernels are used)."""
+    if q.device.type == "cpu" and q.dtype in _HALF:
+        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=is_causal)
+        return out.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+
+
 class QuickGELU(nn.Module):
     """CLIP's activation x * sigmoid(1.702 x)."""
 
@@ -127,7 +137,7 @@ class Attention(nn.Module):
         def split(t):
             return t.view(n, t.shape[1], heads, dim // heads).transpose(1, 2)
 
-        mixed = F.scaled_dot_product_attention(split(self.q_proj(x)), split(k), split(v))
+        mixed = attention(split(self.q_proj(x)), split(k), split(v))
         return self.out_proj(mixed.transpose(1, 2).reshape(n, length, dim))
 
 
@@ -225,7 +235,7 @@ class TextAttention(nn.Module):
         n, length, dim = x.shape
         qkv = frozen_aware_linear(self, x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.view(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        mixed = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        mixed = attention(qkv[0], qkv[1], qkv[2], is_causal=True)
         return self.out_proj(mixed.transpose(1, 2).reshape(n, length, dim))
 
 

@@ -1,0 +1,119 @@
+"""tools/flops.py (fvcore counts) and tools/benchmark.py / engine.benchmark (speed runner)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import flops  # noqa: E402  (tools/flops.py)
+from engine import benchmark  # noqa: E402
+
+from video_focalnet import VideoFocalNet  # noqa: E402
+
+SMALL = dict(img_size=32, embed_dim=8, depths=(1, 1, 2, 1), num_classes=5, num_frames=4)
+
+
+def _analytic_macs(design: str, frames=4, size=32, dim=8, depths=(1, 1, 2, 1), classes=5,
+                   level=2, window=3) -> int:
+    """Conv + linear multiply-adds of a default-option Video-FocalNet, written out by hand."""
+    kernels = [2 * lvl + window for lvl in range(level)]
+    res = size // 4
+    total = frames * res * res * dim * 3 * 16  # stem
+    for stage, depth in enumerate(depths):
+        c = dim * 2 ** stage
+        tokens = frames * res * res
+        per_token = (c * (2 * c + level + 1) + sum(k * k for k in kernels) * c  # f, depthwise
+                     + c * c + c * c + 2 * 4 * c * c)  # h, proj, mlp
+        temporal = {"parallel": c * (c + level + 1) + sum(kernels) * c * c + c * c,
+                    "spatial": 0,
+                    "spatial_temporal": c * (2 * c + level + 1) + sum(kernels) * c * c + c * c,
+                    "joint": sum(k ** 3 - k * k for k in kernels) * c}[design]
+        total += depth * tokens * (per_token + temporal)
+        if stage < len(depths) - 1:
+            total += frames * (res // 2) ** 2 * 2 * c * c * 4  # downsample
+            res //= 2
+    return total + dim * 2 ** (len(depths) - 1) * classes
+
+
+@pytest.mark.parametrize("design", ["parallel", "spatial", "spatial_temporal", "joint"])
+def test_fvcore_counts_every_conv_and_linear(design):
+    model = VideoFocalNet(**SMALL, st_design=design)
+    gflops, skipped = flops.count_gflops(model, torch.randn(1, 4, 3, 32, 32))
+    assert gflops * 1e9 == pytest.approx(_analytic_macs(design), rel=1e-9)
+    assert not {"aten::_convolution", "aten::linear", "aten::conv2d"} & set(skipped)
+    with_elementwise, _ = flops.count_gflops(model, torch.randn(1, 4, 3, 32, 32), True)
+    assert with_elementwise > gflops
+
+
+def test_released_tiny_gflops_match_spec():
+    model = VideoFocalNet(num_classes=400, num_frames=8)
+    gflops, _ = flops.count_gflops(model, torch.randn(1, 8, 3, 224, 224))
+    assert gflops == pytest.approx(63.0, rel=0.02)
+
+
+def test_flops_cli_json_for_a_config(tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("MODEL:\n  TYPE: videofocalnet_tiny\n  NUM_CLASSES: 5\n  FOCAL:\n"
+                   "    EMBED_DIM: 8\n    DEPTHS: [1, 1, 2, 1]\n    ST_DESIGN: spatial_temporal\n"
+                   "DATA:\n  NUM_FRAMES: 4\n  IMG_SIZE: 32\nTEST:\n  NUM_CLIP: 2\n  NUM_CROP: 3\n")
+    assert flops.main(["--cfg", str(cfg), "--json", "--opts", "MODEL.NUM_CLASSES", "5"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    row = rows[0]
+    assert {"model", "design", "num_frames", "img_size", "params_m", "gflops_per_view",
+            "views"} <= set(row)
+    assert row["design"] == "spatial_temporal" and row["views"] == 6
+    assert row["gflops_per_view"] == pytest.approx(_analytic_macs("spatial_temporal") / 1e9,
+                                                   abs=0.006)
+
+
+def test_flops_cli_table_over_registry(capsys):
+    code = flops.main(["--models", "video_focalnet_tiny", "--designs", "spatial,joint",
+                       "--num-frames", "2", "--img-size", "32", "--views", "3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "video_focalnet_tiny" in out and "joint" in out and "spatial" in out
+    assert flops.main(["--models", "video_focalnet_tiny", "--designs", "diagonal"]) == 2
+
+
+def test_benchmark_compares_with_reference(capsys):
+    code = benchmark.main(["--model", "video_focalnet_tiny", "--num-frames", "2",
+                           "--img-size", "32", "--batch-sizes", "1", "--repeats", "1",
+                           "--warmup", "0", "--compare-reference", "--json", "--threads", "1"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    runs = result["runs"]
+    assert {(r["impl"], r["mode"], r["dtype"]) for r in runs} == {
+        (impl, mode, dtype) for impl in ("ours", "reference") for mode in ("infer", "train")
+        for dtype in ("float32", "bfloat16")}
+    assert all(r["clips_per_s"] > 0 and r["peak_mem_mb"] > 0 for r in runs)
+    assert all("speedup_vs_reference_fp32" in r for r in runs if r["impl"] == "ours")
+    agreement = result["agreement"]
+    assert agreement["float32"]["max_abs_diff_vs_reference_fp32"] < 1e-4
+    assert agreement["float32"]["top1_agreement_vs_reference_fp32"] == 1.0
+
+
+def test_benchmark_rejects_unknown_model(capsys):
+    assert benchmark.main(["--model", "resnet50", "--batch-sizes", "1"]) == 2
+    assert "video_focalnet" in capsys.readouterr().err
+
+
+def test_loader_flag_calls_the_datasets_benchmark(monkeypatch, capsys):
+    import datasets.benchmark as loader_benchmark
+
+    seen = {}
+
+    def fake(args):
+        seen["iters"], seen["json"] = args.num_iters, args.json
+        return {"clips_per_s": {"360p/segment/decord": 12.5}}
+
+    monkeypatch.setattr(loader_benchmark, "run_loader_benchmark", fake)
+    assert benchmark.main(["--loader", "--loader-iters", "3", "--json"]) == 0
+    assert seen == {"iters": 3, "json": ""}
+    assert json.loads(capsys.readouterr().out)["clips_per_s"]["360p/segment/decord"] == 12.5
