@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -429,3 +430,27 @@ def throughput(cfg, warmup: int = 5, iterations: int = 20) -> float:
     logger.info("throughput: %.1f clips/s (batch %d, %d frames, %dpx, AMP %s)", rate,
                 clips.shape[0], clips.shape[1], clips.shape[-1], cfg.TRAIN.AMP)
     return rate
+
+
+def run_job(job, *args) -> int:
+    """Run an entry point's job and turn expected failures into exit codes (2 input, 3 NaN).
+
+    Bad input (missing files, unwritable OUTPUT, config or checkpoint errors) prints one line
+    instead of a traceback; logging and the process group are always closed.
+    """
+    from . import distributed
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .logging import close_logging
+    try:
+        job(*args)
+    except (FileNotFoundError, PermissionError, ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    finally:
+        close_logging()
+        distributed.cleanup()
+    return 0

@@ -44,23 +44,9 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.checkpoint):
         print(f"error: --checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
-    from engine import distributed
-    from engine.checkpoint import CheckpointError
-    from engine.logging import close_logging
-    from engine.trainer import NonFiniteLossError
     from engine.evaluation import test
-    try:
-        test(cfg, args.checkpoint)
-    except (FileNotFoundError, PermissionError, ConfigError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    finally:
-        close_logging()
-        distributed.cleanup()
-    return 0
+    from engine.trainer import run_job
+    return run_job(test, cfg, args.checkpoint)
 
 
 if __name__ == "__main__":

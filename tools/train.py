@@ -67,26 +67,8 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from engine import distributed
-    from engine.checkpoint import CheckpointError
-    from engine.logging import close_logging
-    from engine.trainer import NonFiniteLossError
-    from engine.trainer import throughput, train
-    try:
-        if cfg.THROUGHPUT_MODE:
-            throughput(cfg)
-        else:
-            train(cfg)
-    except (FileNotFoundError, PermissionError, ConfigError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    finally:
-        close_logging()
-        distributed.cleanup()
-    return 0
+    from engine.trainer import run_job, throughput, train
+    return run_job(throughput if cfg.THROUGHPUT_MODE else train, cfg)
 
 
 if __name__ == "__main__":

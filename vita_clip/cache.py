@@ -10,10 +10,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import torch
+
+from engine.checkpoint import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -54,22 +55,6 @@ def text_cache_key(model, class_names: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _atomic_save(obj, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def zero_shot_classifier(model, class_names: Sequence[str],
                          cache_dir: Optional[str] = None) -> torch.Tensor:
     """Text features [C, E] (un-normalised, on the model's device and dtype) for `class_names`.
@@ -103,7 +88,7 @@ def zero_shot_classifier(model, class_names: Sequence[str],
     finally:
         model.train(was_training)
     if path is not None:
-        _atomic_save({"key": key, "class_names": class_names,
+        atomic_torch_save({"key": key, "class_names": class_names,
                       "features": features.detach().to("cpu")}, path)
         logger.info("text features for %d classes cached in %s", len(class_names), path)
     return features.to(device=param.device, dtype=param.dtype)
