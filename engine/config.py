@@ -361,6 +361,8 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = "--opts") -> None:
                 value = yaml.safe_load(raw)
             except yaml.YAMLError:
                 value = raw
+            if value is None and raw.strip().lower() not in ("null", "none", "~"):
+                value = raw  # `--opts KEY ""` means an empty string, not YAML's null
             if isinstance(value, str):  # keep "1e-4" style numbers working
                 try:
                     value = ast.literal_eval(raw)

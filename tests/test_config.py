@@ -191,3 +191,8 @@ def test_every_shipped_config_loads(repo_root):
             continue
         cfg = load_cfg(str(path))
         assert cfg.MODEL.TYPE
+
+
+def test_empty_string_override_stays_a_string():
+    cfg = load_cfg(None, ["DATA.VAL_FILE", "", "OUTPUT", "runs/x"])
+    assert cfg.DATA.VAL_FILE == "" and cfg.OUTPUT == "runs/x"

@@ -3,7 +3,6 @@ random-init Vita-CLIP over three official splits, with the on-disk text-feature 
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 
