@@ -29,9 +29,11 @@ class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message says where and what to do."""
 
 
-# MODEL.TYPE values. The official names come first; the timm-style names are accepted aliases.
+# MODEL.TYPE values. The official names come first; the timm-style names are accepted aliases;
+# videofocalnet_custom takes every size from MODEL.FOCAL without comparing it to a named variant.
 VIDEO_FOCALNET_TYPES = ("videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base",
-                        "video_focalnet_tiny", "video_focalnet_small", "video_focalnet_base")
+                        "video_focalnet_tiny", "video_focalnet_small", "video_focalnet_base",
+                        "videofocalnet_custom")
 MODEL_TYPES = VIDEO_FOCALNET_TYPES + ("vita_clip",)
 DATASETS = ("kinetics400", "kinetics600", "ssv2", "hmdb51", "ucf101", "diving48", "activitynet",
             "synthetic", "csv")

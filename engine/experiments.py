@@ -212,6 +212,9 @@ def _cfg_fingerprint(cfg) -> str:
     flat = _flatten(yaml.safe_load(cfg.dump()))
     for key in _NON_RESULT_KEYS:
         flat.pop(key, None)
+    if cfg.DATA.DATASET == "synthetic":  # a new generator makes other data from the same config
+        from datasets.synthetic import GENERATOR_VERSION
+        flat["synthetic_generator_version"] = GENERATOR_VERSION
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

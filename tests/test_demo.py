@@ -1,11 +1,12 @@
 """The demo pipeline at its --quick size: synthetic data -> two tiny Video-FocalNets (parallel and
-spatial-only) -> multi-view test -> summary.csv, then a re-run that reuses everything.
+spatial-only) -> test -> summary.csv, then a re-run that reuses everything.
 
-What separates the designs is checked on the trained checkpoints themselves: the spatial-only
-model's per-frame features are exactly equivariant to playing a clip backwards (so after the
-frame average it is at chance within each time-reversed pair), the parallel model's are not.
-At --quick size neither model trains long enough for an accuracy gap (measured: both at chance,
-see the README's demo section), so accuracy is checked for range and consistency only.
+The claim the demo makes is checked on the validation set: the parallel design, which sees frame
+order, learns the time-reversed pairs; the spatial-only design cannot tell the two classes of a
+pair apart, so it stays near 50% (pair right, direction guessed). Measured at this size: parallel
+about 90%, spatial about 50%. Why is also checked on the trained checkpoints: the spatial-only
+model's per-frame features are exactly equivariant to playing a clip backwards, the parallel
+model's are not.
 """
 from __future__ import annotations
 
@@ -44,10 +45,14 @@ def test_quick_demo(tmp_path, capsys):
     for design, row in by_design.items():
         results = json.loads((out / design / "eval_results.json").read_text())
         assert float(row["top1"]) == pytest.approx(results["top1"], abs=1e-3)
-        assert results["num_videos"] == 100
+        assert results["num_videos"] == 200
         assert 0 <= float(row["top1"]) <= float(row["top5"]) <= 100
         assert float(row["train_seconds"]) > 0 and float(row["gflops"]) > 0
         assert (out / design / "latest.pth").is_file() and any((out / design / "tb").iterdir())
+    top1 = {design: float(row["top1"]) for design, row in by_design.items()}
+    assert top1["parallel"] >= 70.0, top1  # learned the direction within most pairs
+    assert top1["spatial"] <= 62.0, top1  # at most the pair plus chance within it (50%)
+    assert top1["parallel"] >= top1["spatial"] + 20.0, top1
     assert float(by_design["parallel"]["params_m"]) > float(by_design["spatial"]["params_m"])
     assert float(by_design["parallel"]["gflops"]) > float(by_design["spatial"]["gflops"])
 

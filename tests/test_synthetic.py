@@ -1,6 +1,8 @@
 """The synthetic motion set: deterministic, time-reversed pairs, real decodable mp4 files."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -35,9 +37,9 @@ def test_generation_is_deterministic_and_decodes(tmp_path):
 
 @pytest.mark.parametrize("pair", range(5))
 def test_pairs_are_time_reversals(pair):
-    params = draw_params(np.random.default_rng(100 + pair), pair, 32)
-    forward = render_clip(params, 10, 32)
-    backward = render_clip(params, 10, 32, reverse=True)
+    params = draw_params(np.random.default_rng(100 + pair), pair, 64)  # the demo's size
+    forward = render_clip(params, 10, 64)
+    backward = render_clip(params, 10, 64, reverse=True)
     assert np.array_equal(forward[::-1], backward)
     assert not np.array_equal(forward[0], forward[-1])  # there is motion to see
     # the encoded pair decodes to (nearly) reversed frame sets
@@ -103,3 +105,16 @@ def test_ensure_synthetic_reuses_and_rejects_mismatch(tmp_path):
     assert not (tmp_path / ".generating.lock").exists()
     with pytest.raises(RuntimeError, match="another folder"):
         ensure_synthetic(str(tmp_path), synthetic_settings(11, 10, 4, 16, 0))
+
+
+def test_ensure_synthetic_rewrites_a_set_from_an_older_generator(tmp_path):
+    settings = synthetic_settings(10, 10, 4, 16, 0)
+    ensure_synthetic(str(tmp_path), settings)
+    marker = tmp_path / MARKER
+    old = dict(settings, version=settings["version"] - 1)
+    marker.write_text(json.dumps(old))
+    video = tmp_path / "videos" / "train" / "000000.mp4"
+    video.write_bytes(b"stale")
+    ensure_synthetic(str(tmp_path), settings)
+    assert json.loads(marker.read_text()) == settings
+    assert video.read_bytes() != b"stale" and video.stat().st_size > 100

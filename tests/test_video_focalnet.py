@@ -292,6 +292,15 @@ def test_build_model_matching_variant_logs_nothing(caplog):
     assert count_params(model) == pytest.approx(157.39e6 + 600 * 1025, abs=6e3)
 
 
+def test_custom_type_takes_sizes_from_the_config_silently(caplog):
+    cfg = _cfg("MODEL.TYPE", "videofocalnet_custom")
+    with caplog.at_level(logging.WARNING):
+        model = build_model(cfg)
+    assert not [r for r in caplog.records if "MODEL.FOCAL has" in r.getMessage()]
+    assert model.embed_dims == [8, 16, 32, 64]
+    assert [len(layer.blocks) for layer in model.layers] == [1, 1, 1, 1]
+
+
 def test_bad_config_values_are_rejected():
     with pytest.raises(ConfigError, match="ST_DESIGN"):
         _cfg("MODEL.FOCAL.ST_DESIGN", "sideways")

@@ -27,10 +27,12 @@ DEMO_DIR = os.path.join(REPO_ROOT, "configs", "demo")
 DESIGNS = ("parallel", "spatial")
 SUMMARY_COLUMNS = ("design", "params_m", "gflops", "top1", "top5", "train_seconds")
 # --quick: a smaller set and run for tests/test_demo.py (its own data folder: the synthetic set
-# is a function of its settings, so it cannot share data/synthetic with the full demo)
-QUICK_OPTS = ["DATA.SYNTHETIC.NUM_TRAIN", 600, "DATA.SYNTHETIC.NUM_VAL", 100,
+# is a function of its settings, so it cannot share data/synthetic with the full demo). At 32 px a
+# clip costs about a quarter as much, and batch 8 gives the ~600 updates the parallel model needs
+# to get past its initial plateau (measured: ~90% top-1 after 4 epochs; spatial-only ~50%).
+QUICK_OPTS = ["DATA.SYNTHETIC.NUM_TRAIN", 1200, "DATA.SYNTHETIC.NUM_VAL", 200,
               "DATA.SYNTHETIC.SIZE", 32, "DATA.IMG_SIZE", 32, "DATA.INPUT_SIZE", 32,
-              "TRAIN.EPOCHS", 4, "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1]
+              "DATA.BATCH_SIZE", 8, "TRAIN.EPOCHS", 4, "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1]
 
 
 def parse_args(argv=None):

@@ -355,11 +355,13 @@ def variant_of(model_type: str) -> str:
 def model_kwargs_from_cfg(cfg) -> dict:
     """VideoFocalNet constructor arguments from a config (every size key is honoured)."""
     focal = cfg.MODEL.FOCAL
-    size = variant_of(cfg.MODEL.TYPE)
-    named = VARIANTS[size]
-    if focal.EMBED_DIM != named["embed_dim"] or tuple(focal.DEPTHS) != tuple(named["depths"]):
+    custom = cfg.MODEL.TYPE == "videofocalnet_custom"
+    named = None if custom else VARIANTS[variant_of(cfg.MODEL.TYPE)]
+    if named and (focal.EMBED_DIM != named["embed_dim"]
+                  or tuple(focal.DEPTHS) != tuple(named["depths"])):
         logger.warning("MODEL.TYPE %s is embed_dim %d, depths %s, but MODEL.FOCAL has EMBED_DIM "
-                       "%d, DEPTHS %s: building the config's sizes", cfg.MODEL.TYPE,
+                       "%d, DEPTHS %s: building the config's sizes (MODEL.TYPE videofocalnet_custom "
+                       "takes the sizes without this warning)", cfg.MODEL.TYPE,
                        named["embed_dim"], list(named["depths"]), focal.EMBED_DIM,
                        list(focal.DEPTHS))
     return dict(
