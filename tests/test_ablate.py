@@ -158,3 +158,14 @@ variants:
     argv[argv.index("TRAIN.EPOCHS") + 1] = "2"
     assert ablate_tool.main(argv) == 2
     assert "different config" in capsys.readouterr().err
+
+
+def test_synthetic_runs_are_tied_to_the_generator_version(monkeypatch):
+    import datasets.synthetic as synthetic
+    cfg, other = get_cfg(), get_cfg()
+    merge_opts(cfg, ["DATA.DATASET", "synthetic"])
+    before = experiments._cfg_fingerprint(cfg)
+    unrelated = experiments._cfg_fingerprint(other)
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    assert experiments._cfg_fingerprint(cfg) != before  # new data: the old run is not reused
+    assert experiments._cfg_fingerprint(other) == unrelated  # other datasets are unaffected
