@@ -1,10 +1,11 @@
 """Loader throughput: decoded + augmented clips per second in one worker process.
 
 Generates two H.264 test videos with PyAV in a temporary folder (short side 340 at 604x340 and
-1280x720; 10 s at 25 fps, keyframe every 2 s), then times the training item pipeline (segment
-sampling of 8 frames over the whole video as the reference, or a dense clip of 8 frames 8 apart;
-decode, short-side resize, random resized crop to 224, flip, colour jitter,
-grayscale, normalise) in the current process with one intra-op thread, for decord and PyAV.
+1280x720; 10 s at 25 fps, x264 veryfast with B-frames, keyframe every 2 s), then times the
+training item pipeline (segment sampling of 8 frames over the whole video as the reference, or a
+dense clip of 8 frames 8 apart; decode, short-side resize, random resized crop to 224, flip,
+colour jitter, grayscale, normalise) in the current process with one intra-op thread, for decord
+and PyAV.
 
     python -m datasets.benchmark [--num-iters 20] [--json out.json]
 

@@ -42,6 +42,28 @@ def test_pyav_seek_matches_full_decode(shared_dir):
     assert all(np.array_equal(got[k], full[w]) for k, w in enumerate(wanted))
 
 
+def test_pyav_skipping_unneeded_b_frames_keeps_every_frame_exact(tmp_path):
+    """Frames nobody asked for and nobody references are skipped (skip_frame NONREF): whatever
+    is requested, including non-reference B-frames themselves, must still be the exact frame."""
+    import av
+
+    from datasets.benchmark import make_benchmark_video
+    path = str(tmp_path / "bframes.mp4")
+    make_benchmark_video(path, 64, 96, seconds=3.0, gop=25)  # x264 veryfast: 3 B-frames
+    with av.open(path) as c:
+        stream = c.streams.video[0]
+        full = [(f.to_ndarray(format="rgb24"), f.pict_type) for f in c.decode(stream)]
+    types = [str(t) for _, t in full]
+    b_frames = [i for i, t in enumerate(types) if t.endswith("B") or t == "3"]
+    assert len(b_frames) > 10  # the file really has B-frames to skip
+    rng = np.random.default_rng(0)
+    requests = [np.array(b_frames[5:13]), np.array([74, 3, 3, 40]), np.arange(0, 75, 9)]
+    requests += [rng.integers(0, len(full), 8) for _ in range(6)]
+    for idx in requests:
+        got = load_frames(path, lambda n: idx, "pyav")
+        assert np.array_equal(got, np.stack([full[i][0] for i in idx])), idx.tolist()
+
+
 def test_generated_file_both_decoders(tmp_path):
     frames = render_clip(draw_params(np.random.default_rng(3), 2, 48), 20, 48)
     path = tmp_path / "clip.mp4"
