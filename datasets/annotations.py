@@ -16,7 +16,7 @@ import re
 
 __all__ = ["AnnotationError", "read_class_names", "read_list_file", "is_kinetics_csv",
            "read_kinetics_csv", "read_ssv2", "read_hmdb51", "read_ucf101", "find_videos",
-           "VIDEO_EXTENSIONS", "ssv2_template_to_name"]
+           "VIDEO_EXTENSIONS", "ssv2_template_to_name", "numbered_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ def _read_lines(path: str) -> list[str]:
         return f.read().splitlines()
 
 
+def numbered_lines(path: str) -> list[tuple[int, str]]:
+    """(1-based line number, stripped line) for every non-blank line, for error messages."""
+    stripped = (raw.strip() for raw in _read_lines(path))
+    return [(number, line) for number, line in enumerate(stripped, start=1) if line]
+
+
 def _join(root: str, path: str) -> str:
     return path if (not root or os.path.isabs(path)) else os.path.join(root, path)
 
@@ -46,8 +52,7 @@ def _join(root: str, path: str) -> str:
 def read_class_names(path: str) -> list[str]:
     """Class names in label order: ``id,name`` CSV with a header (names may hold commas; rows are
     ordered by id, which must be 0..K-1) or one name per line."""
-    lines = [(i + 1, line.strip()) for i, line in enumerate(_read_lines(path))]
-    lines = [(n, line) for n, line in lines if line]
+    lines = numbered_lines(path)
     if not lines:
         raise AnnotationError(f"{path}: class file is empty")
     header = [h.strip().lower() for h in lines[0][1].split(",")]
@@ -85,9 +90,8 @@ def read_list_file(path: str, root: str = "", num_classes: int | None = None
     """``path,label`` lines (reference format; split on ','), or whitespace ``path label`` lines
     (mmaction), or ``frame_dir num_frames label`` (mmaction rawframes). Paths join ``root``."""
     samples = []
-    for number, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+    for number, line in numbered_lines(path):
+        if line.startswith("#"):
             continue
         if "," in line:
             fields = line.split(",")
@@ -273,10 +277,7 @@ def read_hmdb51(root: str, split_number: int, split: str
     samples = []
     for label, name in enumerate(classes):
         path = os.path.join(split_dir, name + suffix)
-        for number, raw in enumerate(_read_lines(path), start=1):
-            line = raw.strip()
-            if not line:
-                continue
+        for number, line in numbered_lines(path):
             fields = line.split()
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                 raise AnnotationError(f"{path}: line {number}: expected `<video>.avi 0|1|2`, "
@@ -294,10 +295,7 @@ def read_ucf101(root: str, split_number: int, split: str
     list_dir = os.path.join(root, "ucfTrainTestlist")
     class_file = os.path.join(list_dir, "classInd.txt")
     classes = []
-    for number, raw in enumerate(_read_lines(class_file), start=1):
-        line = raw.strip()
-        if not line:
-            continue
+    for number, line in numbered_lines(class_file):
         fields = line.split()
         if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) != len(classes) + 1:
             raise AnnotationError(f"{class_file}: line {number}: expected `{len(classes) + 1} "
@@ -308,10 +306,7 @@ def read_ucf101(root: str, split_number: int, split: str
     name = f"trainlist0{split_number}.txt" if split == "train" else f"testlist0{split_number}.txt"
     path = os.path.join(list_dir, name)
     samples = []
-    for number, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line:
-            continue
+    for number, line in numbered_lines(path):
         fields = line.split()
         video = fields[0]
         folder = video.replace("\\", "/").split("/")[0]

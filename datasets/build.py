@@ -19,8 +19,8 @@ import torch
 from timm.data import Mixup
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from .annotations import (AnnotationError, is_kinetics_csv, read_class_names, read_hmdb51,
-                          read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
+from .annotations import (AnnotationError, is_kinetics_csv, numbered_lines, read_class_names,
+                          read_hmdb51, read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
 from .synthetic import ensure_synthetic, synthetic_settings
 from .video_dataset import VideoDataset
 
@@ -139,17 +139,12 @@ def flip_label_map(spec: str, classes: list[str] | None) -> dict[int, int]:
                     mapping[i] = lookup[swapped]
         return mapping
     mapping = {}
-    with open(spec, "r", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(",")
-            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-                raise AnnotationError(f"{spec}: line {number}: expected `a,b` label ids, "
-                                      f"got {line!r}")
-            a, b = int(parts[0]), int(parts[1])
-            mapping[a], mapping[b] = b, a
+    for number, line in numbered_lines(spec):
+        parts = line.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise AnnotationError(f"{spec}: line {number}: expected `a,b` label ids, got {line!r}")
+        a, b = int(parts[0]), int(parts[1])
+        mapping[a], mapping[b] = b, a
     return mapping
 
 
