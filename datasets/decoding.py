@@ -94,9 +94,10 @@ def _seek_groups(positions: list[int], keyframes: np.ndarray) -> list[list[int]]
     return groups
 
 
-def _pyav_decode_range(container, stream, seek_pts, pts_to_index, needed, last,
+def _pyav_decode_range(container, stream, table, pts_to_index, needed, seek_position, last,
                        skip_unneeded: bool = True) -> dict:
-    """Decode forward (after seeking to the keyframe at or before ``seek_pts``) up to ``last``.
+    """Decode forward (after seeking to the keyframe at or before frame ``seek_position``) up to
+    frame ``last``; ``table`` holds the frames' timestamps and ``pts_to_index`` is its inverse.
 
     With ``skip_unneeded`` a frame that is neither requested nor referenced by another frame
     (a non-reference B-frame) is not decoded at all: FFmpeg's skip_frame NONREF is switched on
@@ -104,9 +105,9 @@ def _pyav_decode_range(container, stream, seek_pts, pts_to_index, needed, last,
     whole video decodes nearly every frame, so this saves a third of the decoding time on x264
     files with B-frames. Frames are then placed by their timestamps only."""
     import av
-    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+    container.seek(int(table[seek_position]), stream=stream, backward=True, any_frame=False)
     codec = stream.codec_context
-    needed_pts = {pts for pts, i in pts_to_index.items() if i in needed} if skip_unneeded else ()
+    needed_pts = {int(table[i]) for i in needed}
     got: dict[int, np.ndarray] = {}
     position = None
     try:
@@ -157,12 +158,12 @@ def _pyav_load(path: str, index_fn: IndexFn) -> np.ndarray:
         last = max(needed)
         got: dict[int, np.ndarray] = {}
         for group in _seek_groups(sorted(needed), keyframes):
-            got.update(_pyav_decode_range(container, stream, int(table[group[0]]), pts_to_index,
-                                          set(group), group[-1]))
+            got.update(_pyav_decode_range(container, stream, table, pts_to_index, set(group),
+                                          group[0], group[-1]))
         if len(got) < len(needed):  # a seek missed: decode from the start
-            got = _pyav_decode_range(container, stream, int(table[0]), pts_to_index, needed, last)
+            got = _pyav_decode_range(container, stream, table, pts_to_index, needed, 0, last)
         if len(got) < len(needed):  # frames without timestamps: decode every frame, count them
-            got = _pyav_decode_range(container, stream, int(table[0]), pts_to_index, needed, last,
+            got = _pyav_decode_range(container, stream, table, pts_to_index, needed, 0, last,
                                      skip_unneeded=False)
         if len(got) < len(needed):
             missing = sorted(needed - set(got))

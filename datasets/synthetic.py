@@ -277,11 +277,9 @@ def ensure_synthetic(root: str, settings: dict, timeout_s: float = 1800.0) -> No
             logger.info("%s holds synthetic set version %s; writing version %s over it", root,
                         found.get("version"), settings["version"])
             return False
-        if found != settings:
-            raise RuntimeError(
-                f"{root} holds a synthetic set made with {found}, but the config asks for "
-                f"{settings}. Point DATA.ROOT at another folder or delete {root}.")
-        return True
+        raise RuntimeError(
+            f"{root} holds a synthetic set made with {found}, but the config asks for "
+            f"{settings}. Point DATA.ROOT at another folder or delete {root}.")
 
     if _check_existing():
         return
