@@ -21,5 +21,11 @@ setup(
     packages=find_packages(include=["engine*", "video_focalnet*", "vita_clip*", "datasets*"]),
     include_package_data=True,
     install_requires=read_requirements(),
+    # Model packages announce themselves to the engine (engine/registry.py); a new model
+    # package adds one line here and nothing in engine/.
+    entry_points={"video_recognition.models": [
+        "video_focalnet = video_focalnet.family:FAMILY",
+        "vita_clip = vita_clip.family:FAMILY",
+    ]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering"],
 )

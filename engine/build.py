@@ -7,18 +7,21 @@ import math
 import torch
 import torch.nn as nn
 
-from .config import VIDEO_FOCALNET_TYPES, ConfigError
+from .config import ConfigError
+from .registry import model_family
 
 
-def build_model(cfg) -> nn.Module:
-    """The model selected by MODEL.TYPE; takes (B, T, C, H, W) video, returns (B, classes) logits."""
-    if cfg.MODEL.TYPE in VIDEO_FOCALNET_TYPES:
-        import video_focalnet
-        return video_focalnet.build_model(cfg)
-    if cfg.MODEL.TYPE == "vita_clip":
-        import vita_clip
-        return vita_clip.build_model(cfg)
-    raise ConfigError(f"key MODEL.TYPE: unknown model {cfg.MODEL.TYPE!r}")
+def build_model(cfg, class_names=None) -> nn.Module:
+    """The model selected by MODEL.TYPE; takes (B, T, C, H, W) video, returns (B, classes) logits.
+
+    The registered family of MODEL.TYPE builds it (engine/registry.py); ``class_names`` are
+    passed to it as they are (the engine reads them from the config's class list when None).
+    """
+    try:
+        family = model_family(cfg.MODEL.TYPE)
+    except KeyError as err:
+        raise ConfigError(f"key MODEL.TYPE: {err.args[0]}") from None
+    return family.build(cfg, class_names)
 
 
 # ---------------------------------------------------------------------------------------------

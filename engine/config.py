@@ -228,8 +228,12 @@ _C.LOCAL_RANK = 0  # informational: torchrun sets LOCAL_RANK in the environment
 
 
 def get_cfg() -> CN:
-    """A fresh, mutable copy of the default config."""
-    return _C.clone()
+    """A fresh, mutable copy of the default config, with every registered model family's keys."""
+    from .registry import model_families
+    cfg = _C.clone()
+    for family in model_families():
+        family.add_config(cfg)
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +417,8 @@ def _choice(cfg_value, choices, source, key):
 
 def validate_cfg(cfg: CN, source: str = "") -> None:
     """Range and consistency checks; raises ConfigError naming the key and the fix."""
-    _choice(cfg.MODEL.TYPE, MODEL_TYPES, source, "MODEL.TYPE")
+    from .registry import model_family, model_types
+    _choice(cfg.MODEL.TYPE, model_types(), source, "MODEL.TYPE")
     _choice(cfg.DATA.DATASET, DATASETS, source, "DATA.DATASET")
     _choice(cfg.DATA.DECODER, ("decord", "pyav", "frames"), source, "DATA.DECODER")
     _choice(cfg.DATA.SAMPLING, ("segment", "dense"), source, "DATA.SAMPLING")
@@ -455,6 +460,10 @@ def validate_cfg(cfg: CN, source: str = "") -> None:
 
     if cfg.MODEL.TYPE in VIDEO_FOCALNET_TYPES:
         _validate_focal(cfg, source)
+    try:
+        model_family(cfg.MODEL.TYPE).validate(cfg)
+    except ValueError as err:  # the family says "key X: ..."; add where the value came from
+        raise ConfigError(f"{source}: {err}" if source else str(err)) from None
 
 
 def _validate_focal(cfg: CN, source: str) -> None:
