@@ -1,4 +1,12 @@
-"""Install the library packages: `pip install -e .` (dependencies pinned in requirements.txt)."""
+"""Install the library packages: `pip install -e .` or `pip install .` (dependencies pinned in
+requirements.txt).
+
+Package data: the class lists in datasets/labels/, and the released configs (configs/**/*.yaml),
+installed as `engine/configs/` so that `engine.config.load_cfg("configs/...yaml")` finds them
+from any working directory (see engine/config.py).
+"""
+import sys
+from importlib import metadata
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -6,10 +14,27 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 
+def warn_if_hugging_face_datasets_installed():
+    """Our data package is the top-level `datasets`, as is Hugging Face's distribution of that
+    name: installing one over the other mixes their files, and only one can be imported."""
+    try:
+        version = metadata.version("datasets")
+    except metadata.PackageNotFoundError:
+        return
+    bar = "!" * 78
+    sys.stderr.write(
+        f"\n{bar}\nWARNING: Hugging Face's `datasets` {version} is installed in this environment "
+        f"({sys.prefix}).\nvideo-recognition's data package is also the top-level package "
+        f"`datasets`; the two overwrite each\nother's files. Install video-recognition in a "
+        f"virtual environment without it\n(`pip uninstall datasets` there).\n{bar}\n\n")
+
+
 def read_requirements():
     lines = (HERE / "requirements.txt").read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
+
+warn_if_hugging_face_datasets_installed()
 
 setup(
     name="video-recognition",
@@ -18,7 +43,10 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["engine*", "video_focalnet*", "vita_clip*", "datasets*"]),
+    packages=find_packages(exclude=["tests", "tests.*", "tools", "tools.*"]) + ["engine.configs"],
+    package_dir={"engine.configs": "configs"},
+    package_data={"datasets": ["labels/*.txt", "labels/*.csv", "labels/*.md"],
+                  "engine.configs": ["**/*.yaml"]},
     include_package_data=True,
     install_requires=read_requirements(),
     # Model packages announce themselves to the engine (engine/registry.py); a new model

@@ -1,11 +1,18 @@
-"""Video data: annotation readers, decoders, frame sampling, clip transforms, the Dataset and
-its loaders. Entry points: ``build_dataset(cfg, split)``, ``build_loader(cfg, split)``,
-``build_mixup(cfg)``."""
+"""Video data: dataset layouts and class lists, decoders, frame sampling, clip transforms, the
+Dataset and its loaders. Entry points: ``build_dataset(cfg, split)``, ``build_loader(cfg, split)``,
+``build_mixup(cfg)``; ``class_names(cfg)`` / ``default_class_names(name)`` for class lists;
+``register_layout(name, reader)`` to add a DATA.DATASET value (see datasets/layouts.py)."""
+from ._guard import DISTRIBUTION, check_distribution
 from .annotations import AnnotationError, read_class_names, read_list_file
-from .build import build_dataset, build_loader, build_mixup, load_annotations
+from .build import build_dataset, build_loader, build_mixup
 from .decoding import VideoDecodeError, load_frames
+from .layouts import (bundled_class_file, class_names, default_class_names, layout_names,
+                      load_annotations, register_layout)
 from .video_dataset import VideoDataset, normalization
+
+check_distribution()
 
 __all__ = ["build_dataset", "build_loader", "build_mixup", "load_annotations", "VideoDataset",
            "AnnotationError", "VideoDecodeError", "load_frames", "read_class_names",
-           "read_list_file", "normalization"]
+           "read_list_file", "normalization", "class_names", "default_class_names",
+           "bundled_class_file", "register_layout", "layout_names", "DISTRIBUTION"]

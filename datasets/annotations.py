@@ -50,26 +50,40 @@ def _join(root: str, path: str) -> str:
 # Class names and list files
 # ------------------------------------------------------------------------------------------------
 def read_class_names(path: str) -> list[str]:
-    """Class names in label order: ``id,name`` CSV with a header (names may hold commas; rows are
-    ordered by id, which must be 0..K-1) or one name per line."""
+    """Class names in label order from ``path``: an ``id,name`` CSV with a header (names may hold
+    commas; rows are ordered by id, which must be 0..K-1) or one name per line. Blank lines are
+    skipped; a name listed twice is an error naming both lines."""
+    if not path:
+        raise AnnotationError("no class-name file given (DATA.LABEL_LIST is empty)")
+    if not os.path.isfile(path):
+        raise AnnotationError(f"{path}: class-name file not found (DATA.LABEL_LIST)")
     lines = numbered_lines(path)
     if not lines:
         raise AnnotationError(f"{path}: class file is empty")
     header = [h.strip().lower() for h in lines[0][1].split(",")]
     if header[:2] != ["id", "name"]:
-        return [line for _, line in lines]
-    by_id: dict[int, str] = {}
-    for number, line in lines[1:]:
-        index, sep, name = line.partition(",")
-        if not sep or not index.strip().lstrip("-").isdigit():
-            raise AnnotationError(f"{path}: line {number}: expected `id,name`, got {line!r}")
-        index = int(index)
-        if index in by_id:
-            raise AnnotationError(f"{path}: line {number}: class id {index} appears twice")
-        by_id[index] = name.strip().strip('"')
-    if sorted(by_id) != list(range(len(by_id))):
-        raise AnnotationError(f"{path}: class ids must be 0..{len(by_id) - 1} without gaps")
-    return [by_id[i] for i in range(len(by_id))]
+        named = lines
+    else:
+        by_id: dict[int, tuple[int, str]] = {}
+        for number, line in lines[1:]:
+            index, sep, name = line.partition(",")
+            if not sep or not index.strip().lstrip("-").isdigit():
+                raise AnnotationError(f"{path}: line {number}: expected `id,name`, got {line!r}")
+            index = int(index)
+            if index in by_id:
+                raise AnnotationError(f"{path}: line {number}: class id {index} appears twice "
+                                      f"(first on line {by_id[index][0]})")
+            by_id[index] = (number, name.strip().strip('"'))
+        if sorted(by_id) != list(range(len(by_id))):
+            raise AnnotationError(f"{path}: class ids must be 0..{len(by_id) - 1} without gaps")
+        named = [by_id[i] for i in range(len(by_id))]
+    first_line: dict[str, int] = {}
+    for number, name in named:
+        if name in first_line:
+            raise AnnotationError(f"{path}: lines {first_line[name]} and {number} both name "
+                                  f"class {name!r}; every class must be listed once")
+        first_line[name] = number
+    return [name for _, name in named]
 
 
 def _parse_label(text: str, path: str, number: int, line: str, num_classes: int | None) -> int:
@@ -148,6 +162,8 @@ def find_videos(root: str, split: str | None = None) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------
 def is_kinetics_csv(path: str) -> bool:
     """True when the first line is the official header (has a youtube_id column)."""
+    if not os.path.isfile(path):
+        return False  # the list-file reader reports the missing file
     with open(path, "r", encoding="utf-8-sig") as f:
         header = f.readline().strip().lower()
     return "youtube_id" in header

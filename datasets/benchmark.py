@@ -10,7 +10,8 @@ and PyAV.
     python -m datasets.benchmark [--num-iters 20] [--json out.json]
 
 ``run_loader_benchmark(args)`` is what ``tools/benchmark.py --loader`` calls; ``args`` may lack any
-attribute (defaults below).
+attribute (defaults below). ``args.cfg`` may carry a full config tree; without it the pipeline
+runs with ``benchmark_settings()``: the released configs' training augmentation.
 """
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ import json
 import os
 import tempfile
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-__all__ = ["run_loader_benchmark", "make_benchmark_video", "main"]
+from .fileio import atomic_write_text
+
+__all__ = ["run_loader_benchmark", "make_benchmark_video", "benchmark_settings", "main"]
 
 RESOLUTIONS = {"340p": (340, 604), "720p": (720, 1280)}
 
@@ -52,6 +56,16 @@ def make_benchmark_video(path: str, height: int, width: int, seconds: float = 10
             container.mux(packet)
 
 
+def benchmark_settings() -> SimpleNamespace:
+    """The DATA / AUG values the training item pipeline reads, as in the released configs:
+    8 frames, 224 crop, segment span 4 (dense: 8 frames 8 apart), colour jitter 0.8."""
+    data = SimpleNamespace(NUM_FRAMES=8, INPUT_SIZE=224, FRAME_INTERVAL=8)
+    aug = SimpleNamespace(SCALE=(0.08, 1.0), RATIO=(0.75, 1.3333333333333333), AUTO_AUGMENT="",
+                          FLIP_RATIO=0.5, COLOR_JITTER=0.8, GRAY_SCALE=0.2, REPROB=0.0,
+                          REMODE="pixel", RECOUNT=1, FRAME_INTERVAL=4)
+    return SimpleNamespace(DATA=data, AUG=aug)
+
+
 def _time_pipeline(path: str, decoder: str, cfg, num_iters: int, sampling: str) -> float:
     from .decoding import load_frames
     from .sampling import sample_dense_indices, sample_segment_indices
@@ -78,18 +92,16 @@ def _time_pipeline(path: str, decoder: str, cfg, num_iters: int, sampling: str) 
 
 def run_loader_benchmark(args=None) -> dict:
     """Clips/s per worker for each resolution and decoder; writes ``args.json`` if set."""
-    from engine.config import get_cfg
     num_iters = int(getattr(args, "num_iters", None) or 20)
     decoders = getattr(args, "decoders", None) or ("decord", "pyav")
     samplings = getattr(args, "samplings", None) or ("segment", "dense")
     out_json = getattr(args, "json", None) or ""
-    cfg = get_cfg()
-    cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE = 8, 224
-    cfg.AUG.FRAME_INTERVAL, cfg.AUG.COLOR_JITTER = 4, 0.8  # released-config augmentation
-    cfg.DATA.FRAME_INTERVAL = 8  # dense: 8 frames 8 apart (57 of the 250 frames)
+    cfg = getattr(args, "cfg", None) or benchmark_settings()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker runs with one intra-op thread
-    results = {"num_frames": 8, "input_size": 224, "num_iters": num_iters, "clips_per_s": {}}
+    frames, size = cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE
+    results = {"num_frames": frames, "input_size": size, "num_iters": num_iters,
+               "clips_per_s": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for name, (h, w) in RESOLUTIONS.items():
@@ -100,14 +112,12 @@ def run_loader_benchmark(args=None) -> dict:
                         rate = _time_pipeline(path, decoder, cfg, num_iters, sampling)
                         results["clips_per_s"][f"{name}/{sampling}/{decoder}"] = round(rate, 2)
                         print(f"loader {name:>5} {sampling:>7} {decoder:>6}: {rate:6.2f} "
-                              f"clips/s per worker (8 frames, 224 crop, train augmentation)")
+                              f"clips/s per worker ({frames} frames, {size} crop, train "
+                              f"augmentation)")
     finally:
         torch.set_num_threads(threads)
     if out_json:
-        tmp_path = out_json + ".tmp"
-        with open(tmp_path, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp_path, out_json)
+        atomic_write_text(out_json, json.dumps(results, indent=1))
     return results
 
 

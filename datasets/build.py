@@ -13,111 +13,24 @@ Loader contract (the engine relies on it):
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 from timm.data import Mixup
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from .annotations import (AnnotationError, is_kinetics_csv, numbered_lines, read_class_names,
-                          read_hmdb51, read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
-from .synthetic import ensure_synthetic, synthetic_settings
+from .annotations import AnnotationError, numbered_lines
+from .layouts import load_annotations
 from .video_dataset import VideoDataset
 
-__all__ = ["build_dataset", "build_loader", "build_mixup", "load_annotations",
-           "flip_label_map", "TrainSampler", "ShardSampler", "VideoMixup", "DEFAULT_LABEL_FILES",
-           "SYNTHETIC_DEFAULT_ROOT"]
+__all__ = ["build_dataset", "build_loader", "build_mixup", "flip_label_map", "TrainSampler",
+           "ShardSampler", "VideoMixup"]
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABEL_DIR = os.path.join(REPO_ROOT, "configs", "labels")
-DEFAULT_LABEL_FILES = {
-    "kinetics400": "kinetics_400_labels.csv", "kinetics600": "kinetics_600_labels.csv",
-    "ssv2": "ssv2_174_labels.csv", "diving48": "diving_48_labels.csv",
-    "activitynet": "activitynet_200_labels.csv", "hmdb51": "hmdb51_classes.txt",
-    "ucf101": "ucf101_classes.txt",
-}
-SYNTHETIC_DEFAULT_ROOT = "data/synthetic"
-
 
 # ------------------------------------------------------------------------------------------------
-# Annotations
+# Label swaps for horizontal flips
 # ------------------------------------------------------------------------------------------------
-def _annotation_file(cfg, split: str) -> str:
-    if split == "train":
-        return cfg.DATA.TRAIN_FILE
-    if split == "test" and cfg.DATA.TEST_FILE:
-        return cfg.DATA.TEST_FILE
-    return cfg.DATA.VAL_FILE
-
-
-def _first_file(root: str, names: list[str]) -> str:
-    for name in names:
-        for folder in ("", "annotations", "labels"):
-            path = os.path.join(root, folder, name)
-            if os.path.isfile(path):
-                return path
-    raise AnnotationError(f"no annotation file given and none of {names} found under {root} "
-                          f"(or its annotations/, labels/ folders); set DATA.TRAIN_FILE/VAL_FILE")
-
-
-def _default_classes(dataset: str) -> list[str] | None:
-    name = DEFAULT_LABEL_FILES.get(dataset)
-    path = os.path.join(LABEL_DIR, name) if name else ""
-    return read_class_names(path) if path and os.path.isfile(path) else None
-
-
-def load_annotations(cfg, split: str) -> tuple[list[tuple[str, int]], list[str] | None]:
-    """Samples and class names for ``split`` from DATA.DATASET's format (see README)."""
-    dataset, root = cfg.DATA.DATASET, cfg.DATA.ROOT
-    file = _annotation_file(cfg, split)
-    if dataset == "synthetic":  # generate first: DATA.LABEL_LIST may name the set's classes.txt
-        root = root or SYNTHETIC_DEFAULT_ROOT
-        s = cfg.DATA.SYNTHETIC
-        ensure_synthetic(root, synthetic_settings(s.NUM_TRAIN, s.NUM_VAL, s.NUM_FRAMES, s.SIZE,
-                                                  s.SEED))
-    classes = read_class_names(cfg.DATA.LABEL_LIST) if cfg.DATA.LABEL_LIST else None
-
-    if dataset == "synthetic":
-        file = file or os.path.join(root, "train.csv" if split == "train" else "val.csv")
-        classes = classes or read_class_names(os.path.join(root, "classes.txt"))
-        return read_list_file(file, root, len(classes)), classes
-
-    if dataset in ("hmdb51", "ucf101") and not file:
-        reader = read_hmdb51 if dataset == "hmdb51" else read_ucf101
-        samples, layout_classes = reader(root, cfg.DATA.SPLIT, split)
-        if classes is not None and classes != layout_classes:
-            raise AnnotationError(f"{cfg.DATA.LABEL_LIST}: class list differs from the {dataset} "
-                                  f"layout under {root}; leave DATA.LABEL_LIST empty")
-        return samples, layout_classes
-
-    if dataset == "ssv2" and (not file or file.endswith(".json")):
-        label_dir = root if os.path.isfile(os.path.join(root, "labels.json")) else \
-            os.path.join(root, "labels")
-        file = file or os.path.join(label_dir, "train.json" if split == "train"
-                                    else "validation.json")
-        labels_json = os.path.join(os.path.dirname(file), "labels.json")
-        video_root = root
-        nested = os.path.join(root, "20bn-something-something-v2")
-        if os.path.isdir(nested):
-            video_root = nested
-        return read_ssv2(file, labels_json, video_root)
-
-    if classes is None:
-        classes = _default_classes(dataset)
-    if dataset in ("kinetics400", "kinetics600"):
-        if not file:
-            names = ["train.csv"] if split == "train" else ["val.csv", "validate.csv"]
-            file = _first_file(root, names)
-        if is_kinetics_csv(file):
-            return read_kinetics_csv(file, root, classes, split), classes
-    if not file:
-        raise AnnotationError(f"DATA.DATASET {dataset}: set DATA.TRAIN_FILE / DATA.VAL_FILE to "
-                              f"list files of `video_path,label` lines")
-    return read_list_file(file, root, len(classes) if classes else None), classes
-
-
 def flip_label_map(spec: str, classes: list[str] | None) -> dict[int, int]:
     """AUG.FLIP_LABEL_MAP: "" none; "auto" swap class names differing only by left<->right (and
     clockwise<->anticlockwise); else a file of ``a,b`` label-id pairs (both directions)."""

@@ -22,6 +22,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from .fileio import atomic_write_bytes, atomic_write_text
+
 __all__ = ["CLASS_NAMES", "draw_params", "render_clip", "encode_mp4", "generate_synthetic",
            "ensure_synthetic", "synthetic_settings", "MARKER", "GENERATOR_VERSION"]
 
@@ -177,22 +179,13 @@ def _clip_rng(seed: int, split_id: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, split_id, index]))
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _make_one(job) -> str:
     root, split, split_id, index, seed, num_frames, size = job
     label = index % len(CLASS_NAMES)
     params = draw_params(_clip_rng(seed, split_id, index), label // 2, size)
     frames = render_clip(params, num_frames, size, reverse=bool(label % 2))
     rel = os.path.join("videos", split, f"{index:06d}.mp4")
-    _write_atomic(os.path.join(root, rel), encode_mp4(frames))
+    atomic_write_bytes(os.path.join(root, rel), encode_mp4(frames))
     return f"{rel},{label}"
 
 
@@ -232,10 +225,12 @@ def generate_synthetic(root: str, num_train: int = 1800, num_val: int = 300, num
             lines.append(_make_one(job))
             bar.update()
     bar.close()
-    _write_atomic(os.path.join(root, "train.csv"), ("\n".join(lines[:num_train]) + "\n").encode())
-    _write_atomic(os.path.join(root, "val.csv"), ("\n".join(lines[num_train:]) + "\n").encode())
-    _write_atomic(os.path.join(root, "classes.txt"), ("\n".join(CLASS_NAMES) + "\n").encode())
-    _write_atomic(os.path.join(root, MARKER), json.dumps(settings, indent=1).encode())
+    files = {"train.csv": "\n".join(lines[:num_train]) + "\n",
+             "val.csv": "\n".join(lines[num_train:]) + "\n",
+             "classes.txt": "\n".join(CLASS_NAMES) + "\n",
+             MARKER: json.dumps(settings, indent=1)}  # the marker last: the set is complete
+    for name, text in files.items():
+        atomic_write_text(os.path.join(root, name), text)
     logger.info("synthetic set: %d clips written to %s in %.1fs", len(jobs), root,
                 time.time() - start)
     return settings

@@ -15,16 +15,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN  # the default when DATA.MEAN is empty
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "resize_short_side",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_short_side",
            "random_resized_crop_box", "center_crop", "three_crops", "color_jitter_clip",
            "grayscale_clip", "normalize_clip", "train_transform", "eval_views",
            "rand_augment_clip", "random_erase_clip", "resize_size"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def resize_size(input_size: int) -> int:

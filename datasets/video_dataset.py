@@ -23,8 +23,7 @@ from torch.utils.data import Dataset
 
 from .decoding import VideoDecodeError, load_frames
 from .sampling import multi_view_indices, sample_dense_indices, sample_segment_indices
-from .transforms import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, eval_views, \
-    train_transform
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_views, train_transform
 
 __all__ = ["VideoDataset", "item_generator", "normalization"]
 
@@ -34,12 +33,13 @@ _MAX_REPLACEMENTS = 50
 
 
 def normalization(cfg) -> tuple[tuple, tuple]:
-    """DATA.MEAN/STD if given, else the model's own: CLIP for vita_clip, ImageNet otherwise."""
-    if len(cfg.DATA.MEAN) == 3 and len(cfg.DATA.STD) == 3:
-        return tuple(cfg.DATA.MEAN), tuple(cfg.DATA.STD)
-    if cfg.MODEL.TYPE == "vita_clip":
-        return CLIP_MEAN, CLIP_STD
-    return IMAGENET_MEAN, IMAGENET_STD
+    """(mean, std) on 0..1 RGB: DATA.MEAN / DATA.STD, each falling back to ImageNet's when empty.
+
+    ``engine.config.load_cfg`` fills empty values from the model family (CLIP statistics for
+    Vita-CLIP), so the ImageNet fallback only applies to a bare ``get_cfg()`` tree."""
+    mean = tuple(cfg.DATA.MEAN) if len(cfg.DATA.MEAN) else IMAGENET_MEAN
+    std = tuple(cfg.DATA.STD) if len(cfg.DATA.STD) else IMAGENET_STD
+    return mean, std
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:

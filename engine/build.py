@@ -10,6 +10,10 @@ import torch.nn as nn
 from .config import ConfigError
 from .registry import model_family
 
+__all__ = ["build_model", "config_class_names", "build_model_without_init", "unwrap_model", "count_parameters", "param_groups", "is_no_decay",
+           "scaled_learning_rates", "build_optimizer", "reference_cosine_lr", "build_scheduler",
+           "build_criterion", "amp_dtype", "build_grad_scaler", "wrap_model"]
+
 
 def build_model(cfg, class_names=None) -> nn.Module:
     """The model selected by MODEL.TYPE; takes (B, T, C, H, W) video, returns (B, classes) logits.
@@ -21,7 +25,58 @@ def build_model(cfg, class_names=None) -> nn.Module:
         family = model_family(cfg.MODEL.TYPE)
     except KeyError as err:
         raise ConfigError(f"key MODEL.TYPE: {err.args[0]}") from None
-    return family.build(cfg, class_names)
+    if class_names is None:
+        class_names = config_class_names(cfg)
+    try:
+        return family.build(cfg, class_names)
+    except ValueError as err:  # families say "key X: what is wrong; what to do"
+        if isinstance(err, ConfigError) or not str(err).startswith("key "):
+            raise
+        raise ConfigError(str(err)) from None
+
+
+def config_class_names(cfg) -> list[str] | None:
+    """The class names a config means (DATA.LABEL_LIST, else the dataset's bundled list), or
+    None; a bad list is a ConfigError naming DATA.LABEL_LIST."""
+    import datasets
+    try:
+        return datasets.class_names(cfg)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"key DATA.LABEL_LIST: {err}") from None
+    except KeyError:  # a layout registered after the config was validated
+        return None
+
+
+def build_model_without_init(cfg, class_names=None) -> nn.Module:
+    """The model of ``cfg`` without reading any initialisation file (pretrained 2-D weights, a
+    CLIP backbone): for evaluating a checkpoint that holds every weight, or for FLOP counts.
+
+    The convention every model family honours (engine/registry.py): with ``EVAL_MODE`` set, the
+    weights come from a checkpoint loaded afterwards, so ``build`` reads no weight file.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.EVAL_MODE = True
+    cfg.freeze()
+    return build_model(cfg, class_names)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel (``.module``) and/or torch.compile
+    (``._orig_mod``) wrappers, whose state-dict keys carry no wrapper prefix."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; a parameter shared by several modules counts once."""
+    params = list(unwrap_model(model).parameters())  # .parameters() yields each tensor once
+    return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,7 +108,7 @@ def is_no_decay(name: str, param: torch.Tensor, skip: set, keywords: set) -> boo
 
 def param_groups(cfg, model: nn.Module) -> list[dict]:
     """[{params, weight_decay, names}] over parameters with requires_grad only."""
-    model = model.module if hasattr(model, "module") else model
+    model = unwrap_model(model)
     skip, keywords = _model_skip_sets(model)
     decay, no_decay, decay_names, no_decay_names = [], [], [], []
     for name, param in model.named_parameters():

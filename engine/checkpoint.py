@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, loading that never executes code, auto-resume.
+"""Checkpoints: atomic saving, loading that never executes code, auto-resume.
 
 Our files are plain dicts of tensors and Python scalars/strings (the config is a YAML string), so
 ``torch.load(weights_only=True)`` reads them with no allow-list at all. Reference files need one
@@ -22,15 +22,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from datasets.fileio import atomic_path, atomic_torch_save, fsync_dir, temp_path
+
+from .build import unwrap_model
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "atomic_write_bytes",
-           "atomic_write_text", "atomic_torch_save", "ensure_writable_dir", "safe_load",
+__all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "ensure_writable_dir", "safe_load",
            "strip_prefix", "extract_state_dict", "load_model_weights", "capture_rng_state",
            "restore_rng_state", "build_checkpoint", "save_checkpoint", "find_resume_checkpoint",
            "checkpoint_to_cfg_yaml"]
 
 FORMAT = "vrengine-1"  # marks files written by this engine (strict loading applies)
+
+# Key prefixes that DistributedDataParallel / torch.compile wrappers add to saved state dicts.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 # The one global reference checkpoints pickle: yacs.config.CfgNode, read as a plain OrderedDict.
 _REFERENCE_GLOBALS = [(OrderedDict, "yacs.config.CfgNode")]
@@ -45,69 +51,20 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic writes
+# Writing (atomic: datasets/fileio.py holds the project's one implementation)
 # ---------------------------------------------------------------------------------------------
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform/filesystem: the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: str, write) -> None:
-    """Write through `write(fileobj)` into a temporary sibling, fsync, rename over `path`."""
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    _atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_torch_save(obj, path: str) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f))
-
-
 def _atomic_link_or_copy(src: str, dst: str) -> None:
     """`dst` becomes a copy of the finished file `src` (a hard link when the filesystem allows)."""
-    tmp = f"{os.path.abspath(dst)}.tmp-{os.getpid()}"
+    tmp = temp_path(dst)
     try:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         os.link(src, tmp)
         os.replace(tmp, dst)
-        _fsync_dir(os.path.dirname(os.path.abspath(dst)))
+        fsync_dir(os.path.dirname(os.path.abspath(dst)))
     except OSError:  # no hard links here (some network filesystems): copy, then rename
         if os.path.exists(tmp):
             os.remove(tmp)
-
-        def copy(out):
-            with open(src, "rb") as f:
-                shutil.copyfileobj(f, out, length=16 * 2 ** 20)
-        _atomic_write(dst, copy)
+        with atomic_path(dst) as tmp_copy:
+            shutil.copyfile(src, tmp_copy)
 
 
 def ensure_writable_dir(path: str, what: str = "OUTPUT") -> str:
@@ -176,7 +133,9 @@ def extract_state_dict(ckpt: dict) -> dict:
     else:
         raise CheckpointError(f"no model weights found (keys: {sorted(ckpt)[:10]}); expected a "
                               f"'model' entry or a bare state dict")
-    return strip_prefix(state, "module.")
+    for prefix in WRAPPER_PREFIXES:
+        state = strip_prefix(state, prefix)
+    return state
 
 
 def load_model_weights(model: nn.Module, ckpt: dict | str, strict: bool | None = None,
@@ -191,7 +150,7 @@ def load_model_weights(model: nn.Module, ckpt: dict | str, strict: bool | None =
     ours = ckpt.get("format") == FORMAT
     strict = ours if strict is None else strict
     state = extract_state_dict(ckpt)
-    target = model.module if hasattr(model, "module") else model
+    target = unwrap_model(model)
     try:
         result = target.load_state_dict(state, strict=strict)
     except RuntimeError as err:
@@ -262,7 +221,7 @@ def build_checkpoint(model: nn.Module, optimizer=None, scheduler=None, scaler=No
                      epoch: int, iteration: int, max_accuracy: float, config_yaml: str,
                      rng_states: list | None = None, extra: dict | None = None) -> dict:
     """The plain dict we save (loadable with weights_only=True, no allow-list)."""
-    target = model.module if hasattr(model, "module") else model
+    target = unwrap_model(model)
     ckpt = {
         "format": FORMAT,
         "model": target.state_dict(),

@@ -2,8 +2,8 @@
 
 Key names follow the official Video-FocalNets ``config.py`` verbatim, so every released config
 file loads unchanged. Keys the reference accepted but ignored are either wired (and their default
-set so that the reference behaviour is reproduced) or documented as informational. Vita-CLIP's
-constructor arguments live under ``MODEL.VITA`` (``name`` -> ``MODEL.VITA.NAME`` upper-cased).
+set so that the reference behaviour is reproduced) or documented as informational. Model
+families add their own sections through the registry (``add_config``; e.g. ``MODEL.VITA``).
 
 ``get_cfg()`` returns a fresh mutable tree; ``load_cfg(path, opts)`` merges a YAML file (with
 ``_BASE_``/``BASE`` inheritance) and ``KEY VALUE`` overrides, validates and freezes.
@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
+import json
 import logging
 import os
+import urllib.parse
+from importlib import metadata
 from typing import Iterable, Sequence
 
 import yaml
@@ -21,23 +25,16 @@ from yacs.config import CfgNode as CN
 
 logger = logging.getLogger(__name__)
 
+_DISTRIBUTION = "video-recognition"  # setup.py name; datasets.DISTRIBUTION marks our package
+
 __all__ = ["CN", "ConfigError", "get_cfg", "load_cfg", "merge_opts", "validate_cfg",
-           "VIDEO_FOCALNET_TYPES", "MODEL_TYPES", "DATASETS", "ST_DESIGNS"]
+           "find_config_file", "fill_data_normalization"]
 
 
 class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message says where and what to do."""
 
 
-# MODEL.TYPE values. The official names come first; the timm-style names are accepted aliases;
-# videofocalnet_custom takes every size from MODEL.FOCAL without comparing it to a named variant.
-VIDEO_FOCALNET_TYPES = ("videofocalnet_tiny", "videofocalnet_small", "videofocalnet_base",
-                        "video_focalnet_tiny", "video_focalnet_small", "video_focalnet_base",
-                        "videofocalnet_custom")
-MODEL_TYPES = VIDEO_FOCALNET_TYPES + ("vita_clip",)
-DATASETS = ("kinetics400", "kinetics600", "ssv2", "hmdb51", "ucf101", "diving48", "activitynet",
-            "synthetic", "csv")
-ST_DESIGNS = ("parallel", "spatial", "spatial_temporal", "temporal_spatial", "joint")
 
 _C = CN()
 _C.BASE = [""]  # official spelling of base-config inheritance; `_BASE_: path` works too
@@ -55,7 +52,7 @@ _C.DATA.NUM_CLASSES = 101  # number of classes of the dataset (mixup targets, ev
 _C.DATA.LABEL_LIST = ""  # class names: one per line, or the official CSV form `id,name`
 _C.DATA.BATCH_SIZE = 128  # clips per process (per GPU) for training
 _C.DATA.DATA_PATH = ""  # informational (official key, unused)
-_C.DATA.DATASET = "csv"  # one of DATASETS: selects the annotation reader
+_C.DATA.DATASET = "csv"  # a registered layout (datasets.layout_names()): the annotation reader
 _C.DATA.IMG_SIZE = 224  # spatial size the model is built for
 _C.DATA.INPUT_SIZE = 224  # spatial crop size produced by the data pipeline
 _C.DATA.INTERPOLATION = "bicubic"  # informational (official key; the video pipeline is bilinear)
@@ -67,8 +64,8 @@ _C.DATA.DECODER = "decord"  # decord | pyav | frames (folders of pre-extracted J
 _C.DATA.SAMPLING = "segment"  # segment: one frame per segment (reference TSN); dense: strided clip
 _C.DATA.FRAME_INTERVAL = 16  # stride between frames for SAMPLING dense (Vita-CLIP uses 16)
 _C.DATA.SPLIT = 1  # official split (1-3) for HMDB51 / UCF101 layouts
-_C.DATA.MEAN = []  # pixel mean on 0..1 RGB; empty: the model's own (ImageNet or CLIP)
-_C.DATA.STD = []  # pixel std on 0..1 RGB; empty: the model's own
+_C.DATA.MEAN = []  # pixel mean on 0..1 RGB; empty: load_cfg fills the model family's own
+_C.DATA.STD = []  # pixel std on 0..1 RGB; empty: load_cfg fills the model family's own
 _C.DATA.MAX_BAD_FRACTION = 0.5  # stop if more than this fraction of an epoch's videos fail to decode
 # The synthetic motion benchmark (DATA.DATASET synthetic), generated into DATA.ROOT on first use.
 _C.DATA.SYNTHETIC = CN()
@@ -82,7 +79,7 @@ _C.DATA.SYNTHETIC.SEED = 0  # generation seed (the set is a pure function of its
 # Model
 # ---------------------------------------------------------------------------------------------
 _C.MODEL = CN()
-_C.MODEL.TYPE = "videofocalnet_tiny"  # one of MODEL_TYPES
+_C.MODEL.TYPE = "videofocalnet_tiny"  # a registered model type (engine.registry.model_types())
 _C.MODEL.NAME = ""  # free-form run name (official key)
 _C.MODEL.RESUME = ""  # checkpoint to resume from (model, optimizer, scheduler, epoch)
 _C.MODEL.NUM_CLASSES = 1000  # size of the classification head
@@ -93,49 +90,9 @@ _C.MODEL.PRETRAINED = False  # informational (official timm flag; weights come f
 _C.MODEL.SPEC = CN(new_allowed=True)  # free-form model extras (official key)
 _C.MODEL.TUBELET_SIZE = 1  # frames per tubelet in the stem (Conv3d); 1 = per-frame Conv2d
 
-_C.MODEL.FOCAL = CN()
-_C.MODEL.FOCAL.PATCH_SIZE = 4  # stem patch size (ignored with USE_CONV_EMBED: kernel 7, stride 4)
-_C.MODEL.FOCAL.IN_CHANS = 3  # input channels
-_C.MODEL.FOCAL.EMBED_DIM = 96  # stage-0 width; stages double it (T/S 96, B 128)
-_C.MODEL.FOCAL.DEPTHS = [2, 2, 6, 2]  # blocks per stage (T 2-2-6-2, S/B 2-2-18-2)
-_C.MODEL.FOCAL.MLP_RATIO = 4.0  # MLP hidden width / block width
-_C.MODEL.FOCAL.PATCH_NORM = True  # LayerNorm after the stem
-_C.MODEL.FOCAL.FOCAL_LEVELS = [2, 2, 2, 2]  # focal levels per stage
-_C.MODEL.FOCAL.FOCAL_WINDOWS = [3, 3, 3, 3]  # kernel of level 0 per stage (odd); level l: 2l+window
-_C.MODEL.FOCAL.FOCAL_FACTORS = [2, 2, 2, 2]  # informational: the reference hard-wires factor 2
-_C.MODEL.FOCAL.USE_CONV_EMBED = False  # overlapping conv stem (7x7 s4) and downsamplers (3x3 s2)
-_C.MODEL.FOCAL.USE_LAYERSCALE = False  # learnable per-channel residual scales gamma_1/gamma_2
-_C.MODEL.FOCAL.LAYERSCALE_VALUE = 1e-4  # initial value of the layer scales
-_C.MODEL.FOCAL.USE_POSTLN = False  # norm after the mixer/MLP instead of before
-_C.MODEL.FOCAL.USE_POSTLN_IN_MODULATION = False  # LayerNorm inside the modulation before proj
-_C.MODEL.FOCAL.NORMALIZE_MODULATOR = False  # divide aggregated contexts by (levels + 1)
-_C.MODEL.FOCAL.ST_DESIGN = "parallel"  # one of ST_DESIGNS: how time enters the token mixer
+# MODEL.FOCAL (Video-FocalNet) is added by its model family: video_focalnet/config.py
 
-_C.MODEL.VITA = CN()
-_C.MODEL.VITA.BACKBONE_PATH = ""  # OpenAI CLIP file (ViT-B-16.pt TorchScript or a state dict)
-_C.MODEL.VITA.FEATURE_DIM = 768  # vision width
-_C.MODEL.VITA.PATCH_SIZE = [16, 16]  # vision patch size
-_C.MODEL.VITA.NUM_HEADS = 12  # vision attention heads
-_C.MODEL.VITA.NUM_LAYERS = 12  # vision blocks
-_C.MODEL.VITA.MLP_FACTOR = 4.0  # vision MLP ratio
-_C.MODEL.VITA.EMBED_DIM = 512  # joint video-text embedding width
-_C.MODEL.VITA.USE_SUMMARY_TOKEN = True  # per-frame summary token built from all frames' cls tokens
-_C.MODEL.VITA.USE_LOCAL_PROMPTS = True  # frame-level prompts conditioned on cls tokens
-_C.MODEL.VITA.USE_GLOBAL_PROMPTS = True  # video-level learned prompts, a fresh set per layer
-_C.MODEL.VITA.NUM_GLOBAL_PROMPTS = 8  # global prompts per layer
-_C.MODEL.VITA.USE_TEXT_PROMPT_LEARNING = True  # learned CoOp context in the text prompts
-_C.MODEL.VITA.TEXT_CONTEXT_LENGTH = 77  # text tokens
-_C.MODEL.VITA.TEXT_VOCAB_SIZE = 49408  # BPE vocabulary
-_C.MODEL.VITA.TEXT_TRANSFORMER_WIDTH = 512  # text width
-_C.MODEL.VITA.TEXT_TRANSFORMER_HEADS = 8  # text heads
-_C.MODEL.VITA.TEXT_TRANSFORMER_LAYERS = 12  # text blocks
-_C.MODEL.VITA.TEXT_NUM_PROMPTS = 8  # learned text context tokens
-_C.MODEL.VITA.TEXT_PROMPT_POS = "end"  # front | middle | end: where the class name goes
-_C.MODEL.VITA.TEXT_PROMPT_INIT = ""  # words to initialise the context from ("" = random)
-_C.MODEL.VITA.TEXT_PROMPT_CSC = False  # class-specific context (released K400 model: True)
-_C.MODEL.VITA.ZEROSHOT_EVALUATION = False  # use precomputed text features instead of the text tower
-_C.MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH = ""  # (C, EMBED_DIM) tensor file for zero-shot mode
-_C.MODEL.VITA.TEXT_CACHE_DIR = ""  # where zero-shot text features are cached ("" = OUTPUT/text_cache)
+# MODEL.VITA (Vita-CLIP) is added by its model family: vita_clip/config.py
 
 # ---------------------------------------------------------------------------------------------
 # Training
@@ -307,10 +264,50 @@ def _merge_dict(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
             cfg[key] = _coerce(value, default, full, source)
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_config_dirs() -> tuple:
+    """Where the released configs (configs/**/*.yaml) are installed: ``engine/configs`` in a
+    wheel; for an editable install, the ``configs`` folder of the source tree it points at
+    (PEP 610 ``direct_url.json``)."""
+    dirs = []
+    installed = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+    if os.path.isdir(installed):
+        dirs.append(installed)
+    for dist in metadata.distributions(name=_DISTRIBUTION):  # also a build's stray egg-info
+        try:
+            url = json.loads(dist.read_text("direct_url.json") or "{}")
+        except ValueError:
+            continue
+        if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
+            source = os.path.join(urllib.parse.unquote(url["url"][len("file://"):]), "configs")
+            if os.path.isdir(source) and source not in dirs:
+                dirs.append(source)
+    return tuple(dirs)
+
+
+def find_config_file(path: str) -> str:
+    """``path`` itself when it exists (relative to the working directory); else the released
+    config it names, ``configs/<rest>`` (or ``<rest>``) under the installed configs; else
+    ``path`` unchanged."""
+    if os.path.isfile(path) or os.path.isabs(path):
+        return path
+    rest = path.replace("\\", "/")
+    while rest.startswith("./"):
+        rest = rest[2:]
+    rest = rest[len("configs/"):] if rest.startswith("configs/") else rest
+    for directory in _bundled_config_dirs():
+        candidate = os.path.join(directory, *rest.split("/"))
+        if os.path.isfile(candidate):
+            return candidate
+    return path
+
+
 def _read_yaml(path: str) -> dict:
     if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}. Check the --cfg path "
-                          f"(relative paths are taken from {os.getcwd()}).")
+        bundled = ", ".join(_bundled_config_dirs()) or "none installed"
+        raise ConfigError(f"config file not found: {path}. Check the --cfg path (relative paths "
+                          f"are taken from {os.getcwd()}, then from the released configs: "
+                          f"{bundled}).")
     try:
         with open(path, "r", encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
@@ -319,7 +316,8 @@ def _read_yaml(path: str) -> dict:
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from err
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(f"{path}: a config file must be a mapping of keys, got "
+                          f"{type(data).__name__}")
     return data
 
 
@@ -387,13 +385,45 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = "--opts") -> None:
         _merge_dict(cfg, nested, source)
 
 
+def fill_data_normalization(cfg: CN) -> None:
+    """Empty DATA.MEAN / DATA.STD <- the model family's own statistics (CLIP's for Vita-CLIP,
+    ImageNet's for Video-FocalNet), so the data layer only ever reads DATA.MEAN / DATA.STD."""
+    from .registry import model_family
+    if len(cfg.DATA.MEAN) and len(cfg.DATA.STD):
+        return
+    mean, std = model_family(cfg.MODEL.TYPE).normalization(cfg)
+    if not len(cfg.DATA.MEAN):
+        cfg.DATA.MEAN = [float(v) for v in mean]
+    if not len(cfg.DATA.STD):
+        cfg.DATA.STD = [float(v) for v in std]
+
+
+def _data_package():
+    """The project's ``datasets`` package, or a clear error when the importable ``datasets`` is
+    another distribution's (Hugging Face's shares the name)."""
+    import datasets
+    if getattr(datasets, "DISTRIBUTION", None) != _DISTRIBUTION:
+        try:
+            other = f"{metadata.version('datasets')} "
+        except metadata.PackageNotFoundError:
+            other = ""
+        raise ConfigError(
+            f"`import datasets` found {getattr(datasets, '__file__', datasets)!r}, which is not "
+            f"the data package of {_DISTRIBUTION} (Hugging Face's `datasets` {other}has the same "
+            f"top-level name). Install {_DISTRIBUTION} in a virtual environment without "
+            f"Hugging Face datasets (`pip uninstall datasets` there, then reinstall this project).")
+    return datasets
+
+
 def load_cfg(path: str | None = None, opts: Iterable[str] = (), freeze: bool = True) -> CN:
     """Defaults <- YAML file (with bases) <- KEY VALUE overrides; validated; frozen."""
     cfg = get_cfg()
     if path:
+        path = find_config_file(path)
         _merge_file(cfg, path)
     merge_opts(cfg, list(opts or []))
     validate_cfg(cfg, source=path or "")
+    fill_data_normalization(cfg)
     if freeze:
         cfg.freeze()
     return cfg
@@ -419,12 +449,9 @@ def validate_cfg(cfg: CN, source: str = "") -> None:
     """Range and consistency checks; raises ConfigError naming the key and the fix."""
     from .registry import model_family, model_types
     _choice(cfg.MODEL.TYPE, model_types(), source, "MODEL.TYPE")
-    _choice(cfg.DATA.DATASET, DATASETS, source, "DATA.DATASET")
+    _choice(cfg.DATA.DATASET, _data_package().layout_names(), source, "DATA.DATASET")
     _choice(cfg.DATA.DECODER, ("decord", "pyav", "frames"), source, "DATA.DECODER")
     _choice(cfg.DATA.SAMPLING, ("segment", "dense"), source, "DATA.SAMPLING")
-    _choice(cfg.MODEL.FOCAL.ST_DESIGN, ST_DESIGNS, source, "MODEL.FOCAL.ST_DESIGN")
-    _choice(cfg.MODEL.VITA.TEXT_PROMPT_POS, ("front", "middle", "end"), source,
-            "MODEL.VITA.TEXT_PROMPT_POS")
     _choice(str(cfg.TRAIN.AMP), ("off", "fp16", "bf16"), source, "TRAIN.AMP")
     _choice(cfg.TRAIN.NAN_POLICY, ("stop", "skip"), source, "TRAIN.NAN_POLICY")
     _choice(cfg.TRAIN.OPTIMIZER.NAME.lower(), ("adamw", "sgd"), source, "TRAIN.OPTIMIZER.NAME")
@@ -458,47 +485,8 @@ def validate_cfg(cfg: CN, source: str = "") -> None:
         value = cfg.DATA[key.split(".")[1]]
         _require(len(value) in (0, 3), source, key, "give 3 values (RGB) or leave empty")
 
-    if cfg.MODEL.TYPE in VIDEO_FOCALNET_TYPES:
-        _validate_focal(cfg, source)
     try:
         model_family(cfg.MODEL.TYPE).validate(cfg)
     except ValueError as err:  # the family says "key X: ..."; add where the value came from
         raise ConfigError(f"{source}: {err}" if source else str(err)) from None
 
-
-def _validate_focal(cfg: CN, source: str) -> None:
-    f = cfg.MODEL.FOCAL
-    ts = cfg.MODEL.TUBELET_SIZE
-    _require(cfg.DATA.NUM_FRAMES % ts == 0, source, "DATA.NUM_FRAMES",
-             f"{cfg.DATA.NUM_FRAMES} frames cannot be split into tubelets of MODEL.TUBELET_SIZE "
-             f"{ts}; use a multiple of {ts}")
-    _require(not (f.USE_CONV_EMBED and ts > 1), source, "MODEL.FOCAL.USE_CONV_EMBED",
-             "the conv stem works per frame and cannot be combined with MODEL.TUBELET_SIZE > 1")
-    num_stages = len(f.DEPTHS)
-    _require(num_stages >= 1 and all(d >= 1 for d in f.DEPTHS), source, "MODEL.FOCAL.DEPTHS",
-             f"give at least one stage of at least one block, got {list(f.DEPTHS)}")
-    for key in ("FOCAL_LEVELS", "FOCAL_WINDOWS"):
-        values = list(f[key])
-        _require(len(values) == num_stages, source, f"MODEL.FOCAL.{key}",
-                 f"needs one value per stage ({num_stages}, as MODEL.FOCAL.DEPTHS), got {values}")
-    _require(all(v >= 1 for v in f.FOCAL_LEVELS), source, "MODEL.FOCAL.FOCAL_LEVELS",
-             "every stage needs at least one focal level")
-    _require(all(w >= 1 and w % 2 == 1 for w in f.FOCAL_WINDOWS), source,
-             "MODEL.FOCAL.FOCAL_WINDOWS", f"windows must be odd (kernels 2l+window keep the "
-             f"size only when odd), got {list(f.FOCAL_WINDOWS)}")
-    _require(f.EMBED_DIM > 0 and f.PATCH_SIZE > 0 and f.MLP_RATIO > 0, source,
-             "MODEL.FOCAL.EMBED_DIM", "EMBED_DIM, PATCH_SIZE and MLP_RATIO must be positive")
-    # Like the reference, sizes that are not multiples of the strides work (convolutions floor);
-    # only a resolution that collapses to nothing before the last stage is an error.
-    size = cfg.DATA.IMG_SIZE
-    if f.USE_CONV_EMBED:
-        resolution = (size + 2 * 2 - 7) // 4 + 1
-    else:
-        resolution = size // f.PATCH_SIZE
-    resolutions = [resolution]
-    for _ in range(num_stages - 1):
-        resolution = (resolution - 1) // 2 + 1 if f.USE_CONV_EMBED else resolution // 2
-        resolutions.append(resolution)
-    _require(min(resolutions) >= 1, source, "DATA.IMG_SIZE",
-             f"{size} pixels leave no tokens after {num_stages} stages (token grids "
-             f"{resolutions}); use a larger DATA.IMG_SIZE or fewer stages")

@@ -15,19 +15,17 @@ import os
 import torch
 import torch.nn as nn
 
+from datasets.fileio import atomic_write_text
+
 from . import distributed as du
-from .build import amp_dtype, build_model
-from .checkpoint import (atomic_write_text, ensure_writable_dir, load_model_weights, safe_load)
+from .build import amp_dtype, build_model_without_init, unwrap_model
+from .checkpoint import ensure_writable_dir, load_model_weights, safe_load
 from .logging import Progress, config_hash, setup_logging, write_config
 from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["unwrap", "evaluate", "test", "check_before_work", "write_eval_outputs"]
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+__all__ = ["evaluate", "class_text_features", "test", "check_before_work", "write_eval_outputs"]
 
 
 def check_before_work(cfg, checkpoint: str | None = None) -> None:
@@ -44,18 +42,37 @@ def check_before_work(cfg, checkpoint: str | None = None) -> None:
 
 
 @torch.no_grad()
+def class_text_features(model: nn.Module, device: torch.device,
+                        amp: torch.dtype | None = None) -> torch.Tensor | None:
+    """``model.encode_text()`` -- the class text features of a model that scores videos against
+    text -- computed once under no_grad and the run's autocast, to pass as
+    ``model(video, text_features=...)`` for every batch; None for a model without it (a fixed
+    classifier head). The model is expected on ``device`` and in eval mode."""
+    encode_text = getattr(unwrap_model(model), "encode_text", None)
+    if not callable(encode_text):
+        return None
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        return encode_text()
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | None = None,
-             desc: str = "Test", print_freq: int = 50, show_progress: bool = True) -> dict:
+             desc: str = "Test", print_freq: int = 50, show_progress: bool = True,
+             text_features: torch.Tensor | None = None) -> dict:
     """Score every video of `loader` (batches of (views (B,V,T,C,H,W), label, index)).
 
     Per view: logits -> softmax; averaged over the V views (spec 4.6: sum and mean rank the
-    same). Returns {"metrics": top1/top5/mean_class_acc/per_class_acc/num_samples,
-    "scores": (N, K) float, "labels": (N,), "indices": (N,)} sorted by dataset index, identical
-    on every rank.
+    same). A model with ``encode_text`` scores against ``text_features`` [C, E] (default: its
+    own classes, encoded once for the whole run). Returns {"metrics":
+    top1/top5/mean_class_acc/per_class_acc/num_samples, "scores": (N, K) float, "labels": (N,),
+    "indices": (N,)} sorted by dataset index, identical on every rank.
     """
-    net = unwrap(model)
+    net = unwrap_model(model)
     was_training = net.training
     net.eval()
+    if text_features is None:
+        text_features = class_text_features(net, device, amp)
+    forward_kwargs = {} if text_features is None else {"text_features": text_features}
     scores, labels, indices = [], [], []
     views_per_video = None
     progress = Progress(len(loader), desc, print_freq,
@@ -67,7 +84,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
         views_per_video = v
         clips = views.to(device, non_blocking=True).flatten(0, 1)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = net(clips)
+            logits = net(clips, **forward_kwargs)
         probs = logits.float().softmax(dim=-1).view(b, v, -1).mean(dim=1)
         scores.append(probs.cpu())
         labels.append(torch.as_tensor(label).view(-1).long().cpu())
@@ -148,21 +165,6 @@ def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
     return summary
 
 
-def _weights_from_checkpoint_only(cfg):
-    """The config to build an evaluated model from: every weight comes from the checkpoint.
-
-    Initialisation files (2-D ImageNet FocalNet, the CLIP backbone) are neither needed nor
-    required to exist when a full checkpoint is loaded strictly afterwards.
-    """
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.EVAL_MODE = True
-    cfg.TRAIN.PRETRAINED_PATH = ""
-    cfg.MODEL.VITA.BACKBONE_PATH = ""
-    cfg.freeze()
-    return cfg
-
-
 def test(cfg, checkpoint: str | None) -> dict:
     """Evaluate `checkpoint` on the test split with TEST.NUM_CLIP x TEST.NUM_CROP views.
 
@@ -181,7 +183,9 @@ def test(cfg, checkpoint: str | None) -> dict:
     if dist_info.is_main:
         write_config(cfg.OUTPUT, cfg)
     loader = build_loader(cfg, "test")  # before the model: it may read the dataset's class list
-    model = build_model(_weights_from_checkpoint_only(cfg)).to(dist_info.device)
+    # every weight comes from the checkpoint: initialisation files are neither read nor
+    # required to exist
+    model = build_model_without_init(cfg).to(dist_info.device)
     # Strict for every layout: evaluating with some weights left at random init would be a
     # silent wrong answer (the reference's strict=False hid such mismatches).
     load_model_weights(model, ckpt, strict=True, source=checkpoint)

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from .checkpoint import atomic_write_text
+from datasets.fileio import atomic_write_text
 
 __all__ = ["setup_logging", "close_logging", "TensorBoardWriter", "Progress", "write_run_info", "write_config",
            "config_hash", "git_commit", "memory_mb", "format_seconds"]

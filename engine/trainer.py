@@ -2,16 +2,15 @@
 
 Entry points: ``train(cfg)`` (tools/train.py) and ``test(cfg, checkpoint)`` (tools/test.py,
 re-exported from engine.evaluation); ``train_one_epoch`` for callers with their own loop.
+Turning errors into exit codes is the entry points' business (tools/_cli.py).
 """
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import math
 import os
 import random
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -20,9 +19,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from datasets.fileio import remove_stale_temp_files
+
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,
-                    build_scheduler, scaled_learning_rates, wrap_model)
+                    build_scheduler, count_parameters, scaled_learning_rates, wrap_model)
 from .checkpoint import (FORMAT, build_checkpoint, capture_rng_state, find_resume_checkpoint,
                          load_model_weights, restore_rng_state, safe_load,
                          save_checkpoint)
@@ -33,8 +34,8 @@ from .logging import (Progress, TensorBoardWriter, memory_mb, setup_logging, wri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train", "test", "evaluate", "throughput", "train_one_epoch", "TrainState", "NonFiniteLossError",
-           "seed_everything", "OOM_ADVICE"]
+__all__ = ["train", "test", "evaluate", "throughput", "train_one_epoch", "TrainState",
+           "NonFiniteLossError", "seed_everything", "OOM_ADVICE"]
 
 OOM_ADVICE = ("out of memory. Lower the memory per step: reduce DATA.BATCH_SIZE (and raise "
               "TRAIN.ACCUMULATION_STEPS to keep the effective batch), set TRAIN.USE_CHECKPOINT "
@@ -280,16 +281,6 @@ def _bad_videos(loader) -> int:
     return int(du.all_reduce_sum(torch.tensor(float(count))).item())
 
 
-def _remove_stale_temporaries(output_dir: str) -> None:
-    """Half-written temporaries of a killed run (the real files were never touched)."""
-    for path in glob.glob(os.path.join(output_dir, "*.tmp-*")):
-        try:
-            os.remove(path)
-            logger.info("removed %s, left by an interrupted write", os.path.basename(path))
-        except OSError:
-            pass
-
-
 def train(cfg) -> dict:
     """Train per the config (DDP when launched by torchrun); returns the last/best metrics.
 
@@ -306,22 +297,21 @@ def train(cfg) -> dict:
     setup_logging(cfg.OUTPUT, dist_info.rank)
     _configure_determinism(cfg, dist_info.device)
     if dist_info.is_main:
-        _remove_stale_temporaries(cfg.OUTPUT)
+        remove_stale_temp_files(cfg.OUTPUT)  # half-written files of a killed run
         write_config(cfg.OUTPUT, cfg)
         write_run_info(cfg.OUTPUT, cfg, dist_info)
     logger.info("world size %d, device %s, backend %s, output %s", dist_info.world_size,
                 dist_info.device, dist_info.backend or "none", os.path.abspath(cfg.OUTPUT))
     seed_everything(cfg.SEED + dist_info.rank)
 
-    # Data first: the synthetic set and its class list must exist before a text-side model
-    # (Vita-CLIP) reads DATA.LABEL_LIST; and bad data paths fail before the model is built.
+    # Data first: bad data paths fail before the (possibly large) model is built, and a
+    # generated set (synthetic) exists before the model's class names are read from it.
     train_loader = build_loader(cfg, "train")
     val_loader = build_loader(cfg, "val")
     model = build_model(cfg).to(dist_info.device)
     if cfg.TRAIN.USE_CHECKPOINT and hasattr(model, "set_grad_checkpointing"):
         model.set_grad_checkpointing(True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable, total = count_parameters(model)
     logger.info("model %s: %d parameters, %d trainable", cfg.MODEL.TYPE, total, trainable)
 
     if len(train_loader) == 0:
@@ -430,27 +420,3 @@ def throughput(cfg, warmup: int = 5, iterations: int = 20) -> float:
     logger.info("throughput: %.1f clips/s (batch %d, %d frames, %dpx, AMP %s)", rate,
                 clips.shape[0], clips.shape[1], clips.shape[-1], cfg.TRAIN.AMP)
     return rate
-
-
-def run_job(job, *args) -> int:
-    """Run an entry point's job and turn expected failures into exit codes (2 input, 3 NaN).
-
-    Bad input (missing files, unwritable OUTPUT, config or checkpoint errors) prints one line
-    instead of a traceback; logging and the process group are always closed.
-    """
-    from . import distributed
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .logging import close_logging
-    try:
-        job(*args)
-    except (FileNotFoundError, PermissionError, ConfigError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    finally:
-        close_logging()
-        distributed.cleanup()
-    return 0

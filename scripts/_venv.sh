@@ -34,4 +34,11 @@ if [ ! -f "$STAMP" ]; then
 else
   echo "[setup] environment up to date ($VENV)"
 fi
+# Hugging Face's `datasets` distribution installs the same top-level package as our data package.
+if HF_VERSION="$(python -c 'from importlib import metadata; print(metadata.version("datasets"))' 2>/dev/null)"; then
+  echo "error: Hugging Face's datasets $HF_VERSION is installed in $VENV; its top-level package" \
+       "'datasets' clashes with this project's data package. Run: pip uninstall datasets," \
+       "then delete $VENV/.installed-* and re-run" >&2
+  exit 1
+fi
 cd "$REPO_ROOT"

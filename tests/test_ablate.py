@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.experiments as experiments
+import tools.workflows.ablation as experiments
 from engine.config import ConfigError, get_cfg, merge_opts
-from engine.experiments import ROW_COLUMNS, load_ablation, opts_to_cli
+from tools.workflows.ablation import ROW_COLUMNS, load_ablation, opts_to_cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_BASE = REPO / "configs" / "demo" / "base.yaml"

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from yacs.config import CfgNode
 
+from datasets.fileio import atomic_torch_save
 from engine import checkpoint as ck
 from engine.config import get_cfg
 
@@ -33,7 +34,7 @@ def test_our_checkpoint_is_plain_and_loads_weights_only(tmp_path):
     model = _model()
     ckpt = _ours(model)
     path = tmp_path / "latest.pth"
-    ck.atomic_torch_save(ckpt, str(path))
+    atomic_torch_save(ckpt, str(path))
     # plain torch.load with weights_only=True and no allow-list must read it
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == ck.FORMAT and isinstance(raw["config"], str)
@@ -50,7 +51,7 @@ def test_our_checkpoint_is_plain_and_loads_weights_only(tmp_path):
 def test_strict_loading_of_our_files_reports_mismatch(tmp_path):
     ckpt = _ours(_model())
     path = tmp_path / "ours.pth"
-    ck.atomic_torch_save(ckpt, str(path))
+    atomic_torch_save(ckpt, str(path))
     other = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3), nn.Linear(3, 2))
     with pytest.raises(ck.CheckpointError, match="does not match the model"):
         ck.load_model_weights(other, str(path))
@@ -60,7 +61,7 @@ def test_strict_loading_of_our_files_reports_mismatch(tmp_path):
 
 def test_atomic_save_keeps_previous_file_when_write_dies(tmp_path, monkeypatch):
     path = tmp_path / "latest.pth"
-    ck.atomic_torch_save({"epoch": 1, "w": torch.ones(3)}, str(path))
+    atomic_torch_save({"epoch": 1, "w": torch.ones(3)}, str(path))
 
     def dying_save(obj, f, *args, **kwargs):
         f.write(b"PARTIAL")
@@ -68,7 +69,7 @@ def test_atomic_save_keeps_previous_file_when_write_dies(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        ck.atomic_torch_save({"epoch": 2, "w": torch.zeros(3)}, str(path))
+        atomic_torch_save({"epoch": 2, "w": torch.zeros(3)}, str(path))
     monkeypatch.undo()
     kept = ck.safe_load(str(path))
     assert kept["epoch"] == 1 and torch.equal(kept["w"], torch.ones(3))
@@ -185,7 +186,7 @@ def test_rng_state_roundtrip_through_a_file(tmp_path):
     torch.manual_seed(1)
     np.random.seed(2)
     random.seed(3)
-    ck.atomic_torch_save({"rng": [ck.capture_rng_state()]}, str(tmp_path / "r.pth"))
+    atomic_torch_save({"rng": [ck.capture_rng_state()]}, str(tmp_path / "r.pth"))
     expected = (torch.rand(3), np.random.rand(3), random.random())
     torch.manual_seed(99)
     np.random.seed(99)
@@ -221,3 +222,26 @@ def test_copies_when_hard_links_are_unavailable(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["best.pth", "ckpt_epoch_0.pth", "latest.pth"]
     for name in ("best.pth", "ckpt_epoch_0.pth"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "latest.pth").read_bytes()
+
+
+def test_wrapper_prefixes_are_stripped_on_loading(tmp_path):
+    model = _model()
+    compiled_ddp = OrderedDict(("module._orig_mod." + k, v) for k, v in model.state_dict().items())
+    assert set(ck.extract_state_dict({"model": compiled_ddp})) == set(model.state_dict())
+    fresh = nn.DataParallel(nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3)))  # loads unwrapped
+    assert ck.load_model_weights(fresh, {"model": compiled_ddp}) == ([], [])
+    assert torch.equal(fresh.module[0].weight, model[0].weight)
+    saved = ck.build_checkpoint(fresh, epoch=0, iteration=0, max_accuracy=0.0, config_yaml="")
+    assert set(saved["model"]) == set(model.state_dict())  # saved without the wrapper prefix
+
+
+def test_checkpoint_temporaries_follow_the_project_convention(tmp_path, monkeypatch):
+    from datasets.fileio import is_temp_file, remove_stale_temp_files
+
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (seen.append(a), real_replace(a, b))[1])
+    ck.save_checkpoint(_ours(_model(), 0), str(tmp_path), 0, save_freq=1, is_best=True)
+    assert len(seen) == 3 and all(is_temp_file(p) for p in seen)
+    (tmp_path / os.path.basename(seen[0])).write_bytes(b"half")  # as a kill would leave it
+    assert remove_stale_temp_files(str(tmp_path)) == [str(tmp_path / os.path.basename(seen[0]))]

@@ -1,6 +1,8 @@
 """The config tree: defaults, YAML merging with bases, overrides, validation errors."""
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 
 import pytest
@@ -67,6 +69,8 @@ def test_defaults_are_fresh_copies():
 def test_official_file_loads_unchanged(tmp_path):
     cfg = load_cfg(write(tmp_path, "tiny.yaml", OFFICIAL_K400_TINY))
     assert cfg.is_frozen()
+    import datasets  # LABEL_LIST 'labels/kinetics_400_labels.csv' reads the bundled list
+    assert len(datasets.class_names(cfg)) == 400
     assert cfg.MODEL.TYPE == "videofocalnet_tiny"
     assert cfg.TRAIN.WEIGHT_DECAY == pytest.approx(1e-4)  # "1e-4" is a string to PyYAML
     assert isinstance(cfg.TRAIN.WEIGHT_DECAY, float)
@@ -196,3 +200,61 @@ def test_every_shipped_config_loads(repo_root):
 def test_empty_string_override_stays_a_string():
     cfg = load_cfg(None, ["DATA.VAL_FILE", "", "OUTPUT", "runs/x"])
     assert cfg.DATA.VAL_FILE == "" and cfg.OUTPUT == "runs/x"
+
+
+# ---------------------------------------------------------------------------------------------
+# Released configs from any directory, normalisation from the model family, the data package
+# ---------------------------------------------------------------------------------------------
+def test_released_config_found_from_another_directory(tmp_path, monkeypatch):
+    from engine.config import find_config_file
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("configs/video_focalnet/kinetics400/tiny.yaml",
+                     "./configs/video_focalnet/kinetics400/tiny.yaml",
+                     "video_focalnet/kinetics400/tiny.yaml"):
+        found = find_config_file(spelling)
+        assert os.path.isfile(found) and found.endswith("kinetics400/tiny.yaml"), spelling
+    cfg = load_cfg("configs/demo/spatial.yaml")  # a bundled file with a relative _BASE_
+    assert cfg.DATA.DATASET == "synthetic"
+    with pytest.raises(ConfigError, match="configs/nope.yaml.*released configs"):
+        load_cfg("configs/nope.yaml")
+
+
+def test_a_local_file_wins_over_the_released_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "demo").mkdir(parents=True)
+    (tmp_path / "configs" / "demo" / "base.yaml").write_text("TRAIN:\n  EPOCHS: 7\n")
+    assert load_cfg("configs/demo/base.yaml").TRAIN.EPOCHS == 7
+
+
+@pytest.mark.parametrize("model_type, mean", [("videofocalnet_tiny", (0.485, 0.456, 0.406)),
+                                              ("vita_clip", (0.48145466, 0.4578275, 0.40821073))])
+def test_empty_mean_std_come_from_the_model_family(model_type, mean):
+    from engine.registry import model_family
+    cfg = load_cfg(None, ["MODEL.TYPE", model_type])
+    assert tuple(cfg.DATA.MEAN) == pytest.approx(mean)
+    assert (tuple(cfg.DATA.MEAN), tuple(cfg.DATA.STD)) == tuple(
+        tuple(v) for v in model_family(model_type).normalization(cfg))
+    cfg = load_cfg(None, ["MODEL.TYPE", model_type, "DATA.MEAN", "[0.5, 0.5, 0.5]"])
+    assert list(cfg.DATA.MEAN) == [0.5, 0.5, 0.5] and len(cfg.DATA.STD) == 3  # own kept
+
+
+def test_foreign_datasets_package_is_named(monkeypatch):
+    import types
+    from engine.config import _data_package
+    assert _data_package().DISTRIBUTION == "video-recognition"
+    impostor = types.ModuleType("datasets")
+    impostor.__file__ = "/site-packages/datasets/__init__.py"
+    monkeypatch.setitem(sys.modules, "datasets", impostor)
+    with pytest.raises(ConfigError, match="(?s)/site-packages/datasets.*Hugging Face.*"
+                                          "video-recognition"):
+        load_cfg(None, [])
+
+
+def test_hugging_face_distribution_warns(monkeypatch):
+    from importlib import metadata
+    from datasets import _guard
+    monkeypatch.setattr(metadata, "version", lambda name: "2.19.0" if name == "datasets" else
+                        (_ for _ in ()).throw(metadata.PackageNotFoundError(name)))
+    with pytest.warns(RuntimeWarning, match="(?s)Hugging Face.s `datasets` distribution 2.19.0.*"
+                                            "video-recognition"):
+        _guard.check_distribution()

@@ -9,7 +9,7 @@ from datasets.annotations import AnnotationError, read_class_names, read_list_fi
 from datasets.build import build_mixup, flip_label_map
 from datasets.sampling import (dense_test_starts, multi_view_indices, sample_dense_indices,
                                sample_segment_indices, segment_test_indices)
-from datasets.transforms import (CLIP_MEAN, IMAGENET_MEAN, color_jitter_clip, random_erase_clip,
+from datasets.transforms import (IMAGENET_MEAN, color_jitter_clip, random_erase_clip,
                                  random_resized_crop_box, rand_augment_clip, eval_views,
                                  train_transform)
 from datasets.video_dataset import item_generator, normalization
@@ -53,6 +53,16 @@ def test_class_names_csv_and_plain(tmp_path):
     gap.write_text("id,name\n0,a\n2,b\n")
     with pytest.raises(AnnotationError, match="without gaps"):
         read_class_names(str(gap))
+
+
+@pytest.mark.parametrize("text, lines", [("a\n\nb\na\n", "lines 1 and 4"),
+                                         ("id,name\n0,a\n1,b\n2,a\n", "lines 2 and 4")])
+def test_class_names_duplicates_name_file_and_both_lines(tmp_path, text, lines):
+    path = tmp_path / "dup.txt"
+    path.write_text(text)
+    with pytest.raises(AnnotationError) as err:
+        read_class_names(str(path))
+    assert str(path) in str(err.value) and lines in str(err.value) and "'a'" in str(err.value)
 
 
 def test_flip_label_map_auto_and_file(tmp_path):
@@ -135,11 +145,11 @@ def _cfg(**aug):
     return cfg
 
 
-def test_normalization_choice():
+def test_normalization_reads_only_data_mean_std():
     cfg = get_cfg()
+    assert normalization(cfg) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # ImageNet
+    cfg.MODEL.TYPE = "vita_clip"  # the data layer never looks at the model
     assert normalization(cfg)[0] == IMAGENET_MEAN
-    cfg.MODEL.TYPE = "vita_clip"
-    assert normalization(cfg)[0] == CLIP_MEAN
     cfg.DATA.MEAN, cfg.DATA.STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
     assert normalization(cfg) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 

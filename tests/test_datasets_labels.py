@@ -1,4 +1,4 @@
-"""configs/labels: copies of the published lists and the Kinetics-600 zero-shot files."""
+"""datasets/labels: the bundled class lists, the layout registry and which names a config means."""
 from __future__ import annotations
 
 import filecmp
@@ -6,7 +6,13 @@ import re
 
 import pytest
 
-from datasets.annotations import read_class_names
+import datasets
+from datasets.annotations import AnnotationError, read_class_names
+from datasets.layouts import LABELS_DIR, resolve_label_list
+from engine.config import ConfigError, get_cfg, load_cfg
+
+BUNDLED_DEFAULTS = {"kinetics400": 400, "kinetics600": 600, "ssv2": 174, "diving48": 48,
+                    "activitynet": 200, "hmdb51": 51, "ucf101": 101, "synthetic": 10}
 
 
 def _norm(name: str) -> str:
@@ -14,8 +20,13 @@ def _norm(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def labels(repo_root):
-    return repo_root / "configs" / "labels"
+def labels():
+    return LABELS_DIR
+
+
+def test_labels_live_in_the_package(labels, repo_root):
+    assert labels == repo_root / "datasets" / "labels"
+    assert not (repo_root / "configs" / "labels").exists()
 
 
 @pytest.mark.parametrize("name, count", [
@@ -56,4 +67,107 @@ def test_k600_novel_classes_and_splits(labels):
 
 def test_k600_files_match_generator(labels):
     import tools.make_k600_splits as gen
+    assert gen.LABELS == str(labels)
     assert gen.main(["--check"]) == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# default_class_names / class_names
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dataset, count", sorted(BUNDLED_DEFAULTS.items()))
+def test_default_class_names(dataset, count):
+    names = datasets.default_class_names(dataset)
+    assert len(names) == count == len(set(names))
+
+
+def test_default_class_names_none_and_unknown():
+    assert datasets.default_class_names("csv") is None
+    with pytest.raises(KeyError, match="kinetics700.*kinetics400"):
+        datasets.default_class_names("kinetics700")
+
+
+def test_class_names_follow_the_config(tmp_path):
+    cfg = get_cfg()
+    assert cfg.DATA.DATASET == "csv" and datasets.class_names(cfg) is None
+    cfg.DATA.DATASET = "ucf101"
+    assert datasets.class_names(cfg)[:2] == ["ApplyEyeMakeup", "ApplyLipstick"]
+    own = tmp_path / "mine.txt"
+    own.write_text("b\n\na\n")
+    cfg.DATA.LABEL_LIST = str(own)  # the config's list wins over the bundled one
+    assert datasets.class_names(cfg) == ["b", "a"]
+    cfg.DATA.LABEL_LIST = str(tmp_path / "missing.txt")
+    with pytest.raises(AnnotationError, match="missing.txt.*not found"):
+        datasets.class_names(cfg)
+
+
+@pytest.mark.parametrize("spelling", ["configs/labels/kinetics_400_labels.csv",
+                                      "./configs/labels/kinetics_400_labels.csv",
+                                      "labels/kinetics_400_labels.csv",
+                                      "datasets/labels/kinetics_400_labels.csv"])
+def test_old_label_paths_read_the_bundled_file(tmp_path, monkeypatch, spelling):
+    monkeypatch.chdir(tmp_path)  # nothing of the checkout is reachable from here
+    assert resolve_label_list(spelling) == str(LABELS_DIR / "kinetics_400_labels.csv")
+    cfg = get_cfg()
+    cfg.DATA.LABEL_LIST = spelling
+    assert len(datasets.class_names(cfg)) == 400
+
+
+def test_a_local_file_shadows_the_bundled_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "kinetics_400_labels.csv").write_text("x\ny\n")
+    assert resolve_label_list("labels/kinetics_400_labels.csv") == \
+        "labels/kinetics_400_labels.csv"
+    assert resolve_label_list("labels/nope.csv") == "labels/nope.csv"  # reported when read
+
+
+def test_every_shipped_config_label_list_resolves(repo_root, tmp_path, monkeypatch):
+    files = sorted((repo_root / "configs").rglob("*.yaml"))
+    monkeypatch.chdir(tmp_path)
+    checked = 0
+    for path in files:
+        if "variants" in path.read_text():
+            continue  # ablation specs, not configs
+        cfg = load_cfg(str(path))
+        names = datasets.class_names(cfg)
+        if cfg.DATA.LABEL_LIST:
+            assert names and len(names) == cfg.MODEL.NUM_CLASSES, path
+            checked += 1
+    assert checked >= 8
+
+
+def test_bundled_class_file():
+    assert datasets.bundled_class_file("k600_novel_split2.txt").endswith(
+        "labels/k600_novel_split2.txt")
+    with pytest.raises(FileNotFoundError, match="k400_classes.txt"):
+        datasets.bundled_class_file("k700.txt")
+
+
+# ------------------------------------------------------------------------------------------------
+# The layout registry
+# ------------------------------------------------------------------------------------------------
+def test_builtin_layouts_are_the_config_choices():
+    assert set(datasets.layout_names()) == set(BUNDLED_DEFAULTS) | {"csv"}
+
+
+def test_register_a_layout(tmp_path):
+    calls = []
+
+    def read_toy(cfg, split):
+        calls.append(split)
+        return [(str(tmp_path / f"{split}{i}.mp4"), i % 2) for i in range(3)], ["even", "odd"]
+
+    datasets.register_layout("toy_labels_test", read_toy, default_classes=("even", "odd"))
+    try:
+        with pytest.raises(ConfigError, match="toy_labels_tset.*toy_labels_test"):
+            load_cfg(None, ["DATA.DATASET", "toy_labels_tset"])
+        cfg = load_cfg(None, ["DATA.DATASET", "toy_labels_test"])
+        assert datasets.default_class_names("toy_labels_test") == ["even", "odd"]
+        assert datasets.class_names(cfg) == ["even", "odd"]
+        samples, classes = datasets.load_annotations(cfg, "val")
+        assert calls == ["val"] and classes == ["even", "odd"]
+        assert [label for _, label in samples] == [0, 1, 0]
+    finally:
+        datasets.layouts.LAYOUTS.pop("toy_labels_test")
+    with pytest.raises(TypeError, match="callable"):
+        datasets.register_layout("broken", "not a function")

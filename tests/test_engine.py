@@ -1,4 +1,5 @@
-"""Engine builders and metrics: parameter groups, LR scaling and schedule, loss, top-k."""
+"""Engine builders and metrics: parameter groups, LR scaling and schedule, loss, top-k,
+unwrapping and parameter counts."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from engine.build import (amp_dtype, build_criterion, build_grad_scaler, build_optimizer,
-                          build_scheduler, param_groups, scaled_learning_rates, wrap_model)
+                          build_scheduler, count_parameters, param_groups, scaled_learning_rates,
+                          unwrap_model, wrap_model)
 from engine.config import ConfigError, get_cfg
 from engine.distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed
 from engine.metrics import (classification_metrics, mean_class_accuracy, per_class_accuracy,
@@ -34,6 +36,37 @@ class TinyNet(nn.Module):
     def forward(self, x):
         return self.norm(self.fc(x) + self.special.sum() + self.prompt_tokens.sum()
                          + self.pos_embed.sum())
+
+
+def test_count_parameters_trainable_and_total():
+    model = TinyNet()
+    # fc 4*3+3, norm 3+3, prompt 8, pos 20, special 9 trainable; frozen 4*4+4
+    assert count_parameters(model) == (15 + 6 + 8 + 20 + 9, 15 + 6 + 8 + 20 + 9 + 20)
+    shared = nn.Sequential(model.fc, model.fc)  # a tensor used twice counts once
+    assert count_parameters(shared) == (15, 15)
+    assert count_parameters(nn.DataParallel(model)) == count_parameters(model)
+
+
+def test_unwrap_model_strips_data_parallel_and_compile_wrappers():
+    model = TinyNet()
+    assert unwrap_model(model) is model
+    assert unwrap_model(nn.DataParallel(model)) is model
+
+    class Compiled(nn.Module):  # what torch.compile returns: the model under _orig_mod
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+    assert unwrap_model(nn.DataParallel(Compiled(model))) is model
+    assert set(unwrap_model(Compiled(model)).state_dict()) == set(model.state_dict())
+
+    class HasModuleChild(nn.Module):  # a plain submodule named "module" is not a wrapper
+        def __init__(self):
+            super().__init__()
+            self.module = nn.Linear(2, 2)
+
+    plain = HasModuleChild()
+    assert unwrap_model(plain) is plain
 
 
 def _cfg(**train):

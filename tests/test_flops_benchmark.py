@@ -1,4 +1,5 @@
-"""tools/flops.py (fvcore counts) and tools/benchmark.py / engine.benchmark (speed runner)."""
+"""engine/flops.py (fvcore counts), tools/flops.py and tools/benchmark.py (the speed harness in
+tools/workflows/benchmark.py)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import flops  # noqa: E402  (tools/flops.py)
-from engine import benchmark  # noqa: E402
+from engine.flops import count_gflops  # noqa: E402
+from tools.workflows import benchmark  # noqa: E402
 
 from video_focalnet import VideoFocalNet  # noqa: E402
 
@@ -44,16 +46,16 @@ def _analytic_macs(design: str, frames=4, size=32, dim=8, depths=(1, 1, 2, 1), c
 @pytest.mark.parametrize("design", ["parallel", "spatial", "spatial_temporal", "joint"])
 def test_fvcore_counts_every_conv_and_linear(design):
     model = VideoFocalNet(**SMALL, st_design=design)
-    gflops, skipped = flops.count_gflops(model, torch.randn(1, 4, 3, 32, 32))
+    gflops, skipped = count_gflops(model, torch.randn(1, 4, 3, 32, 32))
     assert gflops * 1e9 == pytest.approx(_analytic_macs(design), rel=1e-9)
     assert not {"aten::_convolution", "aten::linear", "aten::conv2d"} & set(skipped)
-    with_elementwise, _ = flops.count_gflops(model, torch.randn(1, 4, 3, 32, 32), True)
+    with_elementwise, _ = count_gflops(model, torch.randn(1, 4, 3, 32, 32), True)
     assert with_elementwise > gflops
 
 
 def test_released_tiny_gflops_match_spec():
     model = VideoFocalNet(num_classes=400, num_frames=8)
-    gflops, _ = flops.count_gflops(model, torch.randn(1, 8, 3, 224, 224))
+    gflops, _ = count_gflops(model, torch.randn(1, 8, 3, 224, 224))
     assert gflops == pytest.approx(63.0, rel=0.02)
 
 
@@ -101,7 +103,28 @@ def test_benchmark_compares_with_reference(capsys):
 
 def test_benchmark_rejects_unknown_model(capsys):
     assert benchmark.main(["--model", "resnet50", "--batch-sizes", "1"]) == 2
-    assert "video_focalnet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: --model: unknown model 'resnet50'")
+    assert "video_focalnet_tiny" in err and "vita_clip_b16" in err  # the registry's names
+    assert flops.main(["--models", "resnet50"]) == 2
+    assert "video_focalnet_tiny" in capsys.readouterr().err
+
+
+def test_benchmark_each_measurement_in_its_own_process(capsys):
+    code = benchmark.main(["--model", "video_focalnet_tiny", "--runs",
+                           "reference:eval:off,ours:train:bf16", "--frames", "2", "--img-size",
+                           "32", "--classes", "5", "--batch", "1", "--steps", "1", "--threads",
+                           "1", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    runs = result["runs"]
+    assert [(r["impl"], r["mode"], r["amp"]) for r in runs] == [("reference", "eval", "off"),
+                                                                 ("ours", "train", "bf16")]
+    for r in runs:
+        assert {"sec", "cpu_sec", "peak_mb", "model_mb"} <= set(r)
+        assert r["sec"] > 0 and r["cpu_sec"] > 0 and r["model_mb"] > 0 and r["batch_size"] == 1
+    assert runs[0]["params"] == runs[1]["params"]  # the reference holds the same weights
+    assert benchmark.main(["--model", "video_focalnet_tiny", "--runs", "ours:fly:off"]) == 2
 
 
 def test_loader_flag_calls_the_datasets_benchmark(monkeypatch, capsys):

@@ -1,4 +1,5 @@
-"""Video-FocalNet model: sizes, options against the reference port, designs, config building."""
+"""Video-FocalNet model: sizes, options against the reference port, designs, forward hooks,
+config building and the model family the engine sees."""
 from __future__ import annotations
 
 import logging
@@ -9,15 +10,21 @@ import pytest
 import timm
 import torch
 
+import datasets
 from engine.config import ConfigError, get_cfg, load_cfg, merge_opts, validate_cfg
 from reference_vfn import VideoFocalNet as Reference
 
-import video_focalnet
-from video_focalnet import VideoFocalNet, build_model, count_params
+from video_focalnet import ST_DESIGNS as DESIGNS
+from video_focalnet import VideoFocalNet, build_model
+from video_focalnet.config import variant_of
+from video_focalnet.family import FAMILY
 
 SMALL = dict(img_size=32, embed_dim=8, depths=(1, 1, 1, 1), num_classes=5, num_frames=4,
              drop_path_rate=0.0)
-DESIGNS = ("parallel", "spatial", "spatial_temporal", "temporal_spatial", "joint")
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
@@ -46,7 +53,7 @@ def test_released_param_counts(name, params_m):
     with torch.device("meta"):
         model = timm.create_model(name, num_frames=8, num_classes=400)
     assert isinstance(model, VideoFocalNet)
-    assert count_params(model) / 1e6 == pytest.approx(params_m, abs=0.006)
+    assert _num_params(model) / 1e6 == pytest.approx(params_m, abs=0.006)
     head = model.head.weight.numel() + model.head.bias.numel()
     assert head == 400 * model.num_features + 400
 
@@ -145,6 +152,83 @@ def test_bad_inputs_have_clear_errors():
         VideoFocalNet(**{**SMALL, "img_size": 40})
     with pytest.raises(ValueError, match="tubelet"):
         VideoFocalNet(**{**SMALL, "tubelet_size": 2, "use_conv_embed": True})
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward hooks: every declared module of the token mixer runs
+# ---------------------------------------------------------------------------------------------
+def test_forward_hooks_capture_the_official_modulators():
+    """``h(ctx_all)`` and ``h_temporal(ctx_all_t)`` seen by forward hooks are the official code's
+    ``modulator`` / ``modulator_temporal`` (the maps the paper visualises), as tokens
+    ``(B*T, H, W, C)``; the focal layers' hooks see tokens of the block's shape."""
+    kwargs = {**SMALL, "focal_levels": (2, 3, 1, 2)}
+    model = VideoFocalNet(**kwargs).double().eval()
+    _randomise(model)
+    reference = Reference(**kwargs).double().eval()
+    reference.load_state_dict(model.state_dict(), strict=True)
+    seen: dict[str, tuple] = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            seen[name] = (tuple(inputs[0].shape), output)
+        return hook
+
+    for name, module in model.named_modules():
+        if name.endswith(("modulation.h", "modulation.h_temporal")) or ".focal_layers" in name:
+            module.register_forward_hook(keep(name))
+    x = _video()
+    with torch.no_grad():
+        model(x)
+        reference(x)
+    for i, (dim, size) in enumerate([(8, 8), (16, 4), (32, 2), (64, 1)]):
+        prefix = f"layers.{i}.blocks.0.modulation"
+        official = reference.layers[i].blocks[0].modulation
+        tokens = (2 * 4, size, size, dim)
+        for branch, expected in (("h", official.modulator),
+                                 ("h_temporal", official.modulator_temporal)):
+            shape_in, out = seen[f"{prefix}.{branch}"]
+            assert shape_in == tokens and out.shape == tokens
+            torch.testing.assert_close(out.permute(0, 3, 1, 2), expected, rtol=1e-10, atol=1e-12)
+        for level in range(kwargs["focal_levels"][i]):
+            for layer in (f"{prefix}.focal_layers.{level}", f"{prefix}.focal_layers.{level}.0",
+                          f"{prefix}.focal_layers.{level}.1"):
+                assert seen[layer][0] == tokens and seen[layer][1].shape == tokens
+            temporal = f"{prefix}.focal_layers_temporal.{level}"
+            for layer in (temporal, f"{temporal}.0", f"{temporal}.1"):
+                assert seen[layer][0] == (2, 4, size * size, dim)
+                assert seen[layer][1].shape == (2, 4, size * size, dim)
+        assert f"{prefix}.focal_layers.{kwargs['focal_levels'][i]}" not in seen
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_every_declared_mixer_module_runs(design):
+    """Hooks fire on every submodule of the mixer except ``f``/``f_temporal``, whose row blocks
+    are fused into the GEMMs (documented in video_focalnet/modulation.py)."""
+    model = VideoFocalNet(**SMALL, st_design=design, use_postln_in_modulation=True)
+    mixer = model.layers[0].blocks[0].modulation
+    fired = set()
+    for name, module in mixer.named_modules():
+        if name:
+            module.register_forward_hook(lambda m, i, o, name=name: fired.add(name))
+    model(torch.randn(1, 4, 3, 32, 32))
+    declared = {name for name, module in mixer.named_modules()
+                if name and not isinstance(module, torch.nn.ModuleList)}  # lists only hold
+    assert declared - fired == declared & {"f", "f_temporal"}
+    assert {"h", "ln", "proj", "focal_layers.0", "focal_layers.1.0"} <= fired
+    assert ("h_temporal" in fired) == (design not in ("spatial", "joint"))
+
+
+def test_flops_are_attributed_to_the_modules_that_compute_them():
+    fvcore = pytest.importorskip("fvcore.nn")
+    model = VideoFocalNet(**SMALL).eval()
+    analysis = fvcore.FlopCountAnalysis(model, (torch.randn(2, 4, 3, 32, 32),))
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    flops = analysis.by_module()
+    mixer, tokens, dim = "layers.0.blocks.0.modulation", 2 * 4 * 8 * 8, 8
+    assert flops[f"{mixer}.h"] == flops[f"{mixer}.h_temporal"] == tokens * dim * dim
+    assert flops[f"{mixer}.focal_layers.1"] == tokens * dim * 5 * 5  # depthwise 5x5
+    assert flops[f"{mixer}.focal_layers_temporal.1.0"] == tokens * dim * dim * 5  # dense, k=5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +373,7 @@ def test_build_model_matching_variant_logs_nothing(caplog):
     with caplog.at_level(logging.WARNING), torch.device("meta"):
         model = build_model(cfg)
     assert not [r for r in caplog.records if "MODEL.FOCAL has" in r.getMessage()]
-    assert count_params(model) == pytest.approx(157.39e6 + 600 * 1025, abs=6e3)
+    assert _num_params(model) == pytest.approx(157.39e6 + 600 * 1025, abs=6e3)
 
 
 def test_custom_type_takes_sizes_from_the_config_silently(caplog):
@@ -307,7 +391,7 @@ def test_bad_config_values_are_rejected():
     with pytest.raises(ConfigError, match="TUBELET_SIZE"):
         _cfg("MODEL.TUBELET_SIZE", 3)
     with pytest.raises(ValueError, match="not a Video-FocalNet"):
-        video_focalnet.variant_of("videofocalnet_huge")
+        variant_of("videofocalnet_huge")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,12 +421,12 @@ def test_config_file_loads_and_builds(path):
     assert model.num_classes == cfg.MODEL.NUM_CLASSES == cfg.DATA.NUM_CLASSES
     assert model.st_design == cfg.MODEL.FOCAL.ST_DESIGN
     assert cfg.TEST.NUM_CLIP == 4 and cfg.TEST.NUM_CROP == 3 and cfg.DATA.NUM_FRAMES == 8
-    assert (REPO / cfg.DATA.LABEL_LIST).parent == REPO / "configs" / "labels"
+    assert len(datasets.class_names(cfg)) == cfg.MODEL.NUM_CLASSES
     key = "/".join(path.parts[-2:])[:-5]
     if key in RELEASED:
         classes, params_m = RELEASED[key]
         assert cfg.MODEL.NUM_CLASSES == classes
-        assert count_params(model) / 1e6 == pytest.approx(params_m, abs=0.006)
+        assert _num_params(model) / 1e6 == pytest.approx(params_m, abs=0.006)
         assert cfg.TRAIN.OPTIMIZER.NAME == "sgd" and cfg.TRAIN.BASE_LR == 0.1
         assert cfg.TRAIN.WEIGHT_DECAY == 0.0  # what the reference effectively applied
         assert cfg.AUG.FLIP_RATIO == (0.0 if key.startswith("ssv2") else 0.5)
@@ -350,7 +434,7 @@ def test_config_file_loads_and_builds(path):
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.name)
 def test_ablation_variants_build(path):
-    from engine.experiments import load_ablation
+    from tools.workflows.ablation import load_ablation
 
     base = REPO / "configs" / "video_focalnet" / "kinetics400" / "tiny.yaml"
     variants = load_ablation(str(path), str(base), ["TRAIN.PRETRAINED_PATH", ""])
@@ -365,7 +449,7 @@ def test_ablation_variants_build(path):
                 node = node[part]
             assert node == value or list(node) == value
         with torch.device("meta"):
-            sizes.add(count_params(build_model(cfg)))
+            sizes.add(_num_params(build_model(cfg)))
     assert len(sizes) >= 3  # every ablation changes the model (the two sequential orders tie)
 
 
@@ -441,6 +525,61 @@ def test_official_config_files_load_unchanged(tmp_path, dataset, size, classes, 
     with torch.device("meta"):
         model = build_model(cfg)
     assert model.embed_dims[0] == dim and model.num_classes == classes
+
+
+# ---------------------------------------------------------------------------------------------
+# The model family (what engine/registry.py hands to the engine)
+# ---------------------------------------------------------------------------------------------
+def test_family_adds_and_validates_model_focal():
+    cfg = get_cfg()
+    assert cfg.MODEL.FOCAL.ST_DESIGN == "parallel" and list(cfg.MODEL.FOCAL.DEPTHS) == [2, 2, 6, 2]
+    FAMILY.validate(cfg)
+    cfg.MODEL.FOCAL.ST_DESIGN = "paralel"
+    with pytest.raises(ValueError, match=r"^key MODEL\.FOCAL\.ST_DESIGN: .*Did you mean 'parallel'"):
+        FAMILY.validate(cfg)
+
+
+def test_config_errors_name_the_file_key_and_fix(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("MODEL:\n  FOCAL:\n    FOCAL_WINDOWS: [3, 4, 3, 3]\n")
+    with pytest.raises(ConfigError) as err:
+        load_cfg(str(path))
+    assert str(err.value).startswith(f"{path}: key MODEL.FOCAL.FOCAL_WINDOWS: windows must be odd")
+    with pytest.raises(ConfigError, match=r"^--opts: key MODEL.FOCAL.FOCAL_LEVELS: needs one value"):
+        cfg = get_cfg()
+        merge_opts(cfg, ["MODEL.FOCAL.FOCAL_LEVELS", "[2, 2]"])
+        validate_cfg(cfg, source="--opts")
+
+
+def test_family_build_checks_the_class_list():
+    cfg = _cfg()
+    assert FAMILY.build(cfg, ["a", "b", "c", "d", "e"]).num_classes == 5
+    assert FAMILY.build(cfg, None).num_classes == 5
+    with pytest.raises(ValueError, match=r"^key MODEL.NUM_CLASSES: .*class list has 3 names.*"
+                                         r"set MODEL.NUM_CLASSES 3$"):
+        FAMILY.build(cfg, ["a", "b", "c"])
+
+
+def test_family_example_input_and_benchmark_models():
+    cfg = _cfg()
+    video = FAMILY.example_input(cfg, batch_size=3)
+    assert video.shape == (3, 4, 3, 32, 32) and video.dtype == torch.float32
+    torch.testing.assert_close(video, FAMILY.example_input(cfg, batch_size=3))  # seeded
+    assert build_model(cfg)(video).shape == (3, 5)
+
+    assert FAMILY.designs == DESIGNS
+    torch.manual_seed(0)
+    built = FAMILY.benchmark_models("video_focalnet_small", num_frames=2, img_size=32,
+                                    num_classes=7, batch_size=2, design="joint",
+                                    drop_path_rate=0.0)
+    model, video = built["model"], built["input"]
+    assert isinstance(model, VideoFocalNet) and model.st_design == "joint"
+    assert [len(stage.blocks) for stage in model.layers] == [2, 2, 18, 2]
+    assert video.shape == (2, 2, 3, 32, 32)
+    with torch.no_grad():
+        assert model(video).shape == (2, 7)
+    with pytest.raises(KeyError, match="video_focalnet_tiny"):
+        FAMILY.benchmark_models("video_focalnet_huge")
 
 
 def test_compiles_as_one_graph():

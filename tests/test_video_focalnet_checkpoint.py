@@ -12,7 +12,7 @@ from engine.config import get_cfg, merge_opts
 
 import video_focalnet
 from video_focalnet import VideoFocalNet, build_model, load_pretrained, load_video_checkpoint
-from video_focalnet.checkpoint import checkpoint_filter_fn, convert_timm_focalnet, read_state_dict
+from video_focalnet.checkpoint import checkpoint_filter_fn, convert_timm_focalnet
 
 SIZES = dict(img_size=32, embed_dim=8, depths=(1, 1, 2, 1), num_frames=4)
 
@@ -156,6 +156,17 @@ def test_released_checkpoint_with_pickled_config_loads_strictly(tmp_path):
                               str(tmp_path / "ckpt_epoch_3.pth"))
 
 
+def test_ddp_and_compiled_prefixes_are_removed(tmp_path):
+    torch.manual_seed(0)
+    trained = VideoFocalNet(**SIZES, num_classes=6).eval()
+    wrapped = {f"_orig_mod.module.{k}": v for k, v in trained.state_dict().items()}
+    torch.save({"state_dict": wrapped}, tmp_path / "ddp.pth")
+    model = VideoFocalNet(**SIZES, num_classes=6).eval()
+    load_video_checkpoint(model, str(tmp_path / "ddp.pth"))
+    for name, value in trained.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("this must never run",))
@@ -165,8 +176,11 @@ def test_loading_never_executes_code(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"model": _Payload()}, f, protocol=2)
+    model = VideoFocalNet(**SIZES, num_classes=6)
     with pytest.raises(RuntimeError, match="weights_only"):
-        read_state_dict(str(path))
+        load_pretrained(model, str(path))
+    with pytest.raises(RuntimeError, match="weights_only"):
+        load_video_checkpoint(model, str(path))
 
 
 def test_build_model_loads_pretrained_path(tmp_path):

@@ -13,6 +13,7 @@ from conftest import golden_files
 from engine.config import get_cfg, merge_opts, validate_cfg
 
 import video_focalnet
+from video_focalnet.config import model_kwargs_from_cfg
 
 CASES = golden_files("vfn*.pt")
 TOL = dict(rtol=1e-7, atol=1e-9)
@@ -86,7 +87,7 @@ def test_reference_port_matches_golden(case):
     from reference_vfn import VideoFocalNet as Reference
 
     golden, model, _, _ = case
-    kwargs = video_focalnet.model_kwargs_from_cfg(cfg_from_golden(golden["config"]))
+    kwargs = model_kwargs_from_cfg(cfg_from_golden(golden["config"]))
     for key in ("st_design", "use_checkpoint"):
         kwargs.pop(key)
     reference = Reference(**kwargs).double().eval()

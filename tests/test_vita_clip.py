@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from conftest import golden_files
+import datasets
+from engine.build import build_model
 from engine.config import get_cfg
 import vita_clip
 from vita_clip import tokenizer as tk
@@ -47,7 +49,8 @@ def test_golden(path, tmp_path):
         feats = tmp_path / "features.pt"
         torch.save(gold["zeroshot_text_features"], feats)
         cfg.MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH = str(feats)
-    model = vita_clip.build_model(cfg)
+    # the class names go the engine's way: the config's class-name file, read by the data layer
+    model = build_model(cfg, datasets.class_names(cfg))
     config = gold["config"]
 
     # tokenizer: the exact ids of the text the model encodes
@@ -187,8 +190,10 @@ def test_precomputed_zero_shot_path(tmp_path):
         assert out.dtype == torch.float32
         ref.text_features = feats.float()
         torch.testing.assert_close(out, ref(video.transpose(1, 2)), rtol=1e-5, atol=1e-6)
+    assert model.text_prompt_mode() == "precomputed"
+    assert torch.equal(model.encode_text(), feats)
     with pytest.raises(ValueError, match="no text tower"):
-        model.encode_text_features(["a"])
+        model.encode_text(["a"])
 
 
 def test_plain_class_name_prompts_without_prompt_learning():

@@ -1,5 +1,7 @@
-"""Vita-CLIP files: CLIP checkpoints (TorchScript archive read without running code, state dicts,
-strict report), class-name files, the text-feature caches, configs and ablation files."""
+"""Vita-CLIP files and interfaces: CLIP checkpoints (TorchScript archive read without running code,
+state dicts, strict report), building from a config and class names (the model family), the
+stateless text side (encode_text, the evaluator's features-once, the on-disk cache), configs and
+ablation files."""
 from __future__ import annotations
 
 import os
@@ -14,8 +16,13 @@ import torch.nn as nn
 import yaml
 
 from engine.config import ConfigError, load_cfg
+from engine.evaluation import evaluate
+from engine.registry import model_family
+from engine.text_classifier import text_cache_key, zero_shot_classifier
+from datasets.fileio import is_temp_file
 import vita_clip
 from vita_clip import weights as W
+from vita_clip.family import FAMILY
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["archery", "playing guitar", "juggling balls"]
@@ -138,21 +145,25 @@ def test_state_dict_files_and_build_model(tmp_path):
     torch.testing.assert_close(model.visual.blocks[0].mlp.fc1.weight,
                                sd["visual.transformer.resblocks.0.mlp.c_fc.weight"])
     # through the config: BACKBONE_PATH is loaded before the prompt template is embedded
-    names = tmp_path / "classes.txt"
-    names.write_text("\n".join(NAMES) + "\n")
     cfg = load_cfg(str(REPO / "configs/vita_clip/tiny.yaml"),
-                   ["DATA.LABEL_LIST", str(names), "DATA.IMG_SIZE", 32, "DATA.NUM_FRAMES", 2,
+                   ["DATA.IMG_SIZE", 32, "DATA.NUM_FRAMES", 2,
                     "MODEL.VITA.FEATURE_DIM", 32, "MODEL.VITA.NUM_HEADS", 2,
                     "MODEL.VITA.MLP_FACTOR", 2.0, "MODEL.VITA.EMBED_DIM", 16,
                     "MODEL.VITA.TEXT_TRANSFORMER_WIDTH", 16, "MODEL.VITA.TEXT_TRANSFORMER_HEADS", 2,
                     "MODEL.VITA.BACKBONE_PATH", str(path), "OUTPUT", str(tmp_path / "out")])
-    built = vita_clip.build_model(cfg)
+    built = FAMILY.build(cfg, NAMES)
     assert built.backbone_report is not None and len(built.backbone_report.loaded) > 50
+    assert built.class_names == NAMES and built.num_classes == 3
     emb = sd["token_embedding.weight"]
     suffix = built.prompt_learner.token_suffix
     ids = built.prompt_learner.tokenized_prompts[:, 1 + built.prompt_learner.n_ctx:]
     torch.testing.assert_close(suffix, emb[ids])
-    assert built.text_cache_dir == str(tmp_path / "out" / "text_cache")
+    # EVAL_MODE: every weight comes from a checkpoint afterwards, the backbone file is not read
+    eval_cfg = cfg.clone()
+    eval_cfg.defrost()
+    eval_cfg.EVAL_MODE = True
+    eval_cfg.MODEL.VITA.BACKBONE_PATH = str(tmp_path / "not_here.pt")
+    assert FAMILY.build(eval_cfg, NAMES).backbone_report is None
 
 
 def test_strict_backbone_report():
@@ -190,26 +201,58 @@ def test_archive_with_foreign_globals_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# class names and configs
+# the model family: config keys, checks, building from class names
 # ------------------------------------------------------------------------------------------------
-def test_class_name_files(tmp_path):
-    plain = tmp_path / "plain.txt"
-    plain.write_text("abseiling\nair drumming\n\n")
-    assert vita_clip.read_class_names(str(plain)) == ["abseiling", "air drumming"]
-    csv_file = tmp_path / "labels.csv"
-    csv_file.write_text('id,name\n1,"b, with comma"\n0,a\n')
-    assert vita_clip.read_class_names(str(csv_file)) == ["a", "b, with comma"]
-    gap = tmp_path / "gap.csv"
-    gap.write_text("id,name\n0,a\n2,c\n")
-    with pytest.raises(ValueError, match="without gaps"):
-        vita_clip.read_class_names(str(gap))
-    blank = tmp_path / "blank.txt"
-    blank.write_text("a\n\nb\n")
-    with pytest.raises(ValueError, match="line 2: empty class name"):
-        vita_clip.read_class_names(str(blank))
+def test_family_is_registered_and_builds_from_class_names(tmp_path):
+    assert model_family("vita_clip") is FAMILY
     cfg = load_cfg(str(REPO / "configs/vita_clip/tiny.yaml"))
-    with pytest.raises(ConfigError, match="DATA.LABEL_LIST"):
-        vita_clip.build_model(cfg)
+    assert list(cfg.DATA.MEAN) == list(FAMILY.normalization(cfg)[0])  # CLIP statistics
+    with pytest.raises(ValueError, match="key DATA.LABEL_LIST: Vita-CLIP builds its classifier"):
+        FAMILY.build(cfg, None)
+    model = FAMILY.build(cfg, ["a", "b"])
+    assert model.num_classes == 2 and model.prompt_learner.ctx.shape[0] == 2  # CSC context
+    assert FAMILY.example_input(cfg, batch_size=2).shape == (2, 4, 3, 48, 48)
+    # precomputed zero-shot features need no names; the file must exist
+    feats = tmp_path / "features.pt"
+    torch.save(torch.randn(3, 32), feats)
+    zs = cfg.clone()
+    zs.defrost()
+    zs.MODEL.VITA.ZEROSHOT_EVALUATION = True
+    zs.MODEL.VITA.USE_TEXT_PROMPT_LEARNING = False
+    zs.MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH = str(feats)
+    assert FAMILY.build(zs, None).num_classes == 3
+    with pytest.raises(ValueError, match="features hold 3 classes but 2 class names"):
+        FAMILY.build(zs, ["a", "b"])
+    zs.MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH = str(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="key MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH: file not"):
+        FAMILY.build(zs, None)
+
+
+@pytest.mark.parametrize("opts,key", [
+    (["MODEL.VITA.TEXT_PROMPT_POS", "side"], "MODEL.VITA.TEXT_PROMPT_POS"),
+    (["MODEL.VITA.NUM_HEADS", 5], "MODEL.VITA.FEATURE_DIM"),
+    (["DATA.IMG_SIZE", 40], "DATA.IMG_SIZE"),
+    (["MODEL.VITA.ZEROSHOT_EVALUATION", True, "MODEL.VITA.USE_TEXT_PROMPT_LEARNING", False],
+     "MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH"),
+])
+def test_config_checks_name_the_key(opts, key):
+    with pytest.raises(ConfigError, match=f"key {key}:"):
+        load_cfg(str(REPO / "configs/vita_clip/tiny.yaml"), opts)
+
+
+def test_benchmark_models():
+    out = FAMILY.benchmark_models("vita_clip_b16", num_frames=2, num_classes=3, img_size=32,
+                                  batch_size=2, feature_dim=32, num_heads=2, num_layers=1,
+                                  embed_dim=16, text_transformer_width=16,
+                                  text_transformer_heads=2, text_transformer_layers=1)
+    model, video = out["model"], out["input"]
+    assert video.shape == (2, 2, 3, 32, 32) and model.num_classes == 3
+    model.eval()
+    with torch.no_grad():
+        text = model.encode_text()
+        torch.testing.assert_close(model(video, text_features=text), model(video))
+    with pytest.raises(KeyError, match="vita_clip_b16"):
+        FAMILY.benchmark_models("vita_clip_l14")
 
 
 def test_released_config_and_ablation_files():
@@ -228,7 +271,7 @@ def test_released_config_and_ablation_files():
 
 
 # ------------------------------------------------------------------------------------------------
-# text feature caches
+# the stateless text side
 # ------------------------------------------------------------------------------------------------
 def _count_text_calls(model):
     calls = []
@@ -236,7 +279,7 @@ def _count_text_calls(model):
     return calls
 
 
-def test_eval_reuses_text_features_until_prompts_change():
+def test_forward_encodes_text_unless_given():
     model = tiny_model(text_prompt_CSC=True)
     calls = _count_text_calls(model)
     video = torch.randn(2, 2, 3, 32, 32)
@@ -244,73 +287,114 @@ def test_eval_reuses_text_features_until_prompts_change():
     with torch.no_grad():
         first = model(video)
         second = model(video)
-    assert len(calls) == 1 and torch.equal(first, second)
-    with torch.no_grad():
-        # an optimizer step changes the version counter
+        assert len(calls) == 2 and torch.equal(first, second)  # nothing kept between calls
+        text = model.encode_text()
+        assert text.shape == (3, 16) and len(calls) == 3
+        torch.testing.assert_close(model(video, text_features=text), first, rtol=0, atol=0)
+        assert len(calls) == 3  # given features: the text tower does not run
         model.prompt_learner.ctx.add_(torch.randn_like(model.prompt_learner.ctx))
-        third = model(video)
-    assert len(calls) == 2 and not torch.allclose(first, third)
+        assert not torch.allclose(model(video), first)  # new prompts are seen at once
+    with pytest.raises(ValueError, match=r"\[classes, embed_dim\]"):
+        model(video, text_features=text[0])
+    # training: gradients reach the learned context through forward's own encode_text
     model.train()
+    model(video).sum().backward()
+    assert model.prompt_learner.ctx.grad is not None
+
+
+def test_evaluate_encodes_class_text_once_per_run():
+    torch.manual_seed(0)
+    model = tiny_model(text_prompt_CSC=True)
+    calls = _count_text_calls(model)
+    # views (B, V, T, C, H, W), labels, dataset indices
+    batches = [(torch.randn(2, 2, 2, 3, 32, 32), torch.tensor([0, 1]),
+                torch.tensor([2 * i, 2 * i + 1])) for i in range(3)]
+    result = evaluate(model, batches, torch.device("cpu"), show_progress=False)
+    assert len(calls) == 1  # 3 batches, one text-tower run
+    assert result["scores"].shape == (6, 3)
     with torch.no_grad():
-        model(video)
-    assert len(calls) == 3
-    model(video).sum().backward()  # with gradients the text tower runs every time
-    model(video)
-    assert len(calls) == 5
+        expected = torch.cat([model(v.flatten(0, 1)).softmax(-1).view(2, 2, -1).mean(1)
+                              for v, _, _ in batches])
+    torch.testing.assert_close(result["scores"], expected)
+    # given features (another label set) are used as they are, the own classes are not encoded
+    calls.clear()
+    other = torch.randn(5, 16)
+    result = evaluate(model, batches, torch.device("cpu"), show_progress=False,
+                      text_features=other)
+    assert result["scores"].shape == (6, 5) and not calls
+
+
+def test_encode_text_of_other_names():
+    model = tiny_model(text_prompt_CSC=False)
     model.eval()
     with torch.no_grad():
-        model(video)
-        model.double()  # a dtype change is a new text side
-        _, _, text = model(video.double(), return_features=True)
-    assert len(calls) == 7 and text.dtype == torch.float64
+        own = model.encode_text()
+        torch.testing.assert_close(model.encode_text(NAMES), own, rtol=0, atol=0)
+        new = model.encode_text(["archery", "surfing"])
+    torch.testing.assert_close(new[0], own[0])  # same name, same learned generic context
+    assert model.text_prompt_mode() == "learned"
+    assert model.text_prompt_mode(["surfing"]) == "learned-generic"
+    csc = tiny_model(text_prompt_CSC=True)
+    assert csc.text_prompt_mode(["surfing"]) == "class-only"
+    assert set(csc.text_state_dict(["surfing"])) == {f"textual.{k}" for k in
+                                                      csc.textual.state_dict()}
+    assert "prompt_learner.ctx" in csc.text_state_dict()
+    assert vita_clip.VitaCLIP.num_classes_in(csc.state_dict()) == 3
+    assert vita_clip.VitaCLIP.num_classes_in({"visual.proj": torch.zeros(1)}) is None
 
 
+# ------------------------------------------------------------------------------------------------
+# the on-disk text-feature cache (engine/text_classifier.py)
+# ------------------------------------------------------------------------------------------------
 def test_disk_cache_hit_miss_and_label_swap(tmp_path, monkeypatch):
     model = tiny_model(text_prompt_CSC=True)
     model.eval()
     cache = tmp_path / "text_cache"
     new_names = ["brush hair", "cartwheel", "catch", "chew"]
-    feats = vita_clip.zero_shot_classifier(model, new_names, str(cache))
+    feats = zero_shot_classifier(model, new_names, str(cache))
     files = sorted(cache.glob("text_features_*.pt"))
     assert feats.shape == (4, 16) and len(files) == 1
     # CSC context belongs to the training classes: new names use plain class-name prompts
     with torch.no_grad():
         plain = model.textual.encode_tokens(vita_clip.tokenize(new_names))
     torch.testing.assert_close(feats, plain)
+    # the learned context is not part of a class-only key: other prompts, same file
+    key = text_cache_key(model, new_names)
+    with torch.no_grad():
+        model.prompt_learner.ctx.add_(1.0)
+    assert text_cache_key(model, new_names) == key
 
     def boom(*args):
         raise AssertionError("cache hit expected")
-    monkeypatch.setattr(model, "encode_text_features", boom)
-    again = vita_clip.zero_shot_classifier(model, new_names, str(cache))
+    monkeypatch.setattr(model, "encode_text", boom)
+    again = zero_shot_classifier(model, new_names, str(cache))
     assert torch.equal(again, feats)
     monkeypatch.undo()
 
     with torch.no_grad():  # other text weights: a new key, a new file
         model.textual.ln_final.bias.add_(0.1)
-    changed = vita_clip.zero_shot_classifier(model, new_names, str(cache))
+    changed = zero_shot_classifier(model, new_names, str(cache))
     assert len(list(cache.glob("text_features_*.pt"))) == 2
     assert not torch.allclose(changed, feats)
-    vita_clip.zero_shot_classifier(model, new_names[:3], str(cache))
+    zero_shot_classifier(model, new_names[:3], str(cache))
     assert len(list(cache.glob("text_features_*.pt"))) == 3
-    assert not list(cache.glob(".tmp_*"))
+    assert not [p for p in cache.iterdir() if is_temp_file(p.name)]
+    # a damaged file is recomputed, never trusted
+    target = cache / f"text_features_{text_cache_key(model, new_names)[:32]}.pt"
+    target.write_bytes(b"not a torch file")
+    torch.testing.assert_close(zero_shot_classifier(model, new_names, str(cache)), changed)
 
-    # evaluating on the swapped label set: logits over the new classes, text tower not run
-    model.set_class_names(new_names, str(cache))
+    # scoring against the swapped label set: logits over the new classes, text tower not run
     calls = _count_text_calls(model)
     with torch.no_grad():
-        logits = model(torch.randn(2, 2, 3, 32, 32))
+        logits = model(torch.randn(2, 2, 3, 32, 32), text_features=changed)
     assert logits.shape == (2, 4) and not calls
-    model.use_cached_text_features(None)
-    with torch.no_grad():
-        assert model(torch.randn(1, 2, 3, 32, 32)).shape == (1, 3)
 
 
-def test_generic_context_transfers_to_new_names(tmp_path):
-    model = tiny_model(text_prompt_CSC=False)
-    model.eval()
-    own = vita_clip.zero_shot_classifier(model, NAMES, None)
-    with torch.no_grad():
-        torch.testing.assert_close(own, model.class_text_features())
-        new = model.encode_text_features(["archery", "surfing"])
-    torch.testing.assert_close(new[0], own[0])  # same name, same learned context
-    assert model.text_prompt_mode(["surfing"]) == "learned-generic"
+def test_cache_key_covers_prompt_settings_and_needs_encode_text():
+    front = tiny_model(text_prompt_pos="front")
+    end = tiny_model(text_prompt_pos="end")
+    end.load_state_dict(front.state_dict())
+    assert text_cache_key(front, NAMES) != text_cache_key(end, NAMES)
+    with pytest.raises(ValueError, match="no encode_text"):
+        zero_shot_classifier(nn.Linear(2, 2), ["a"], None)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+import datasets
 from datasets.synthetic import draw_params, encode_mp4, render_clip
 from engine.checkpoint import build_checkpoint
 from engine.config import ConfigError, load_cfg
-from engine.zero_shot import (K600_SPLIT_SIZE, RESULTS_FILE, build_zero_shot_model,
-                              k600_split_classes, protocol_splits, run_zero_shot, split_cfg, split_label_map, split_loader, summarize)
+from tools.workflows.zero_shot import (K600_SPLIT_SIZE, RESULTS_FILE, build_zero_shot_model,
+                                       k600_split_classes, protocol_splits, run_zero_shot,
+                                       split_cfg, split_label_map, split_loader, summarize)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VITA = REPO / "configs" / "vita_clip" / "tiny.yaml"
@@ -99,14 +101,11 @@ def test_k600_loader_keeps_split_videos_reindexed(tmp_path):
     assert len(loader.dataset) == 2
 
 
-def test_repo_k600_split_files_are_consistent():
-    labels_dir = REPO / "configs" / "labels"
-    if not (labels_dir / "k600_novel_split1.txt").is_file():
-        pytest.skip("configs/labels/k600_novel_split*.txt not present")
+def test_bundled_k600_split_files_are_consistent():
     cfg = load_cfg(str(TINY_VITA))
-    specs = protocol_splits(cfg, "k600", labels_dir)
-    novel = (labels_dir / "k600_novel_classes.txt").read_text().split("\n")
-    assert len([n for n in novel if n.strip()]) == 220
+    specs = protocol_splits(cfg, "k600")  # the lists bundled with the datasets package
+    novel = datasets.read_class_names(datasets.bundled_class_file("k600_novel_classes.txt"))
+    assert len(novel) == 220
     seen = set()
     for spec in specs:
         assert len(spec.keep_classes) == 160 and len(set(spec.keep_classes)) == 160
@@ -185,7 +184,7 @@ def vita_checkpoint(tmp_path_factory):
     labels.write_text("riding a bike\nswimming\ncooking\n")
     cfg = load_cfg(str(TINY_VITA), ["DATA.LABEL_LIST", str(labels)] + FAST)
     torch.manual_seed(0)
-    model = vita_clip.build_model(cfg)
+    model = vita_clip.build_model(cfg, datasets.class_names(cfg))
     state = OrderedDict(("module." + k, v) for k, v in model.state_dict().items())
     path = tmp / "reference_style.pth"
     torch.save({"model": state, "next_step": 10}, path)
@@ -223,13 +222,13 @@ def test_zero_shot_ucf101_and_hmdb51_end_to_end(tmp_path, vita_checkpoint, monke
     ucf_counts = _ucf_layout(tmp_path / "ucf101")
     hmdb_counts = _hmdb_layout(tmp_path / "hmdb51")
     calls = []
-    original = VitaCLIP.encode_text_features
+    original = VitaCLIP.encode_text
 
-    def counting(self, class_names):
-        calls.append(list(class_names))
+    def counting(self, class_names=None):
+        calls.append(list(class_names) if class_names is not None else None)
         return original(self, class_names)
 
-    monkeypatch.setattr(VitaCLIP, "encode_text_features", counting)
+    monkeypatch.setattr(VitaCLIP, "encode_text", counting)
     out = tmp_path / "out"
     common = ["DATA.LABEL_LIST", str(train_labels), "OUTPUT", str(out)] + FAST
 
@@ -270,5 +269,18 @@ def test_zero_shot_errors(tmp_path, vita_checkpoint):
     with pytest.raises(ConfigError, match="unknown zero-shot protocol"):
         protocol_splits(cfg, "k700")
     focalnet = load_cfg(None, ["OUTPUT", str(tmp_path)])
-    with pytest.raises(ConfigError, match="MODEL.TYPE vita_clip"):
+    with pytest.raises(ConfigError, match="key MODEL.TYPE: videofocalnet_tiny has no text enc"):
         build_zero_shot_model(focalnet, str(checkpoint), "ucf101")
+
+
+def test_zero_shot_model_without_the_training_class_list(tmp_path, vita_checkpoint):
+    """A reference-style checkpoint (no stored config) and a config whose class list does not
+    fit it: the model is built with placeholder names of the checkpoint's class count."""
+    checkpoint, train_labels, ours = vita_checkpoint
+    cfg = load_cfg(str(TINY_VITA), ["OUTPUT", str(tmp_path)] + FAST)  # synthetic: 5 classes
+    model = build_zero_shot_model(cfg, str(checkpoint), "ucf101")
+    assert model.class_names == ["training class 0", "training class 1", "training class 2"]
+    assert not model.training
+    # our own checkpoint stores its config, whose class list names the training classes
+    model = build_zero_shot_model(cfg, str(ours), "ucf101")
+    assert model.class_names == datasets.read_class_names(str(train_labels))

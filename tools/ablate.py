@@ -4,22 +4,20 @@
         --output output/ablation_x [--nproc N] [--opts KEY VALUE ...]
 
 Resumable: re-running skips finished variants and resumes an interrupted one. Writes
-OUTPUT/ablation.md, ablation.csv and ablation.png (see engine/experiments.py).
+OUTPUT/ablation.md, ablation.csv and ablation.png (see tools/workflows/ablation.py).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.config import ConfigError  # noqa: E402
-from engine.experiments import load_ablation, rows_markdown, run_experiments  # noqa: E402
+from tools._cli import UsageError, make_main, new_parser  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = new_parser(__doc__.split("\n")[0])
     parser.add_argument("--cfg", required=True, help="base config file")
     parser.add_argument("--ablation", required=True,
                         help="YAML with a top-level `variants:` list of {name, opts}")
@@ -31,25 +29,25 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args) -> int:
+    from tools.workflows.ablation import (VariantRunError, load_ablation, rows_markdown,
+                                          run_experiments)
     if args.nproc < 1:
-        print("error: --nproc must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError("--nproc must be >= 1")
+    variants = load_ablation(args.ablation, args.cfg, args.opts)
+    title = f"Ablation {os.path.splitext(os.path.basename(args.ablation))[0]}"
     try:
-        variants = load_ablation(args.ablation, args.cfg, args.opts)
-        title = f"Ablation {os.path.splitext(os.path.basename(args.ablation))[0]}"
         rows = run_experiments(variants, args.cfg, args.output, args.opts, nproc=args.nproc,
                                title=title)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # a torchrun launch that failed (its own log says why)
+    except VariantRunError as err:  # e.g. a torchrun launch that failed (its log says why)
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(rows_markdown(rows, title))
     print(f"reports: {os.path.join(args.output, 'ablation.md')}, ablation.csv, ablation.png")
     return 0
+
+
+main = make_main(parse_args, run)
 
 
 if __name__ == "__main__":

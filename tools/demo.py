@@ -11,7 +11,6 @@ table (also written to OUTPUT/summary.csv). Re-running reuses the data and the f
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -19,9 +18,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from engine.config import ConfigError, load_cfg  # noqa: E402
-from engine.experiments import (Variant, atomic_write_text, run_experiments,  # noqa: E402
-                                rows_csv)
+from tools._cli import make_main, new_parser  # noqa: E402
 
 DEMO_DIR = os.path.join(REPO_ROOT, "configs", "demo")
 DESIGNS = ("parallel", "spatial")
@@ -36,7 +33,7 @@ QUICK_OPTS = ["DATA.SYNTHETIC.NUM_TRAIN", 1200, "DATA.SYNTHETIC.NUM_VAL", 200,
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = new_parser(__doc__.split("\n")[0])
     parser.add_argument("--output", default="output/demo", help="runs, summary.csv, plots")
     parser.add_argument("--data-root", default=None,
                         help="synthetic set folder (default data/synthetic, data/synthetic_quick "
@@ -76,8 +73,11 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args) -> None:
+    from datasets.fileio import atomic_write_text
+    from engine.config import load_cfg
+    from tools.workflows.ablation import Variant, rows_csv, run_experiments
+
     if args.threads > 0:
         import torch
         torch.set_num_threads(args.threads)
@@ -85,19 +85,15 @@ def main(argv=None) -> int:
     opts = (list(QUICK_OPTS) if args.quick else []) + ["DATA.ROOT", data_root] + list(args.opts)
     variants = [Variant(name=d, cfg=os.path.join(DEMO_DIR, f"{d}.yaml")) for d in DESIGNS]
     start = time.perf_counter()
-    try:
-        cfg = load_cfg(variants[0].cfg, opts)
-        _say(f"Video-FocalNet demo{' (quick)' if args.quick else ''}: {cfg.MODEL.FOCAL.EMBED_DIM}-d "
-             f"{list(cfg.MODEL.FOCAL.DEPTHS)} blocks, {cfg.DATA.NUM_FRAMES} frames at "
-             f"{cfg.DATA.IMG_SIZE}px, {cfg.TRAIN.EPOCHS} epochs, batch {cfg.DATA.BATCH_SIZE}, "
-             f"test {cfg.TEST.NUM_CLIP} clips x {cfg.TEST.NUM_CROP} crops, output {args.output}")
-        _prepare_data(cfg)
-        _say("[2/3] training and testing both designs (each step shows progress)")
-        rows = run_experiments(variants, None, args.output, opts, log=_say,
-                               title="Demo: parallel vs spatial-only focal modulation")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_cfg(variants[0].cfg, opts)
+    _say(f"Video-FocalNet demo{' (quick)' if args.quick else ''}: {cfg.MODEL.FOCAL.EMBED_DIM}-d "
+         f"{list(cfg.MODEL.FOCAL.DEPTHS)} blocks, {cfg.DATA.NUM_FRAMES} frames at "
+         f"{cfg.DATA.IMG_SIZE}px, {cfg.TRAIN.EPOCHS} epochs, batch {cfg.DATA.BATCH_SIZE}, "
+         f"test {cfg.TEST.NUM_CLIP} clips x {cfg.TEST.NUM_CROP} crops, output {args.output}")
+    _prepare_data(cfg)
+    _say("[2/3] training and testing both designs (each step shows progress)")
+    rows = run_experiments(variants, None, args.output, opts, log=_say,
+                           title="Demo: parallel vs spatial-only focal modulation")
     summary = [{"design": r["variant"], "params_m": r["params_m"], "gflops": r["gflops"],
                 "top1": r["top1"], "top5": r["top5"], "train_seconds": r["train_s"]}
                for r in rows]
@@ -107,12 +103,15 @@ def main(argv=None) -> int:
     _say(summary_table(summary))
     _say(f"\nsummary:      {path}")
     for d in DESIGNS:
-        run = os.path.join(args.output, d)
-        _say(f"{d + ':':<13} checkpoints {run}/latest.pth, results {run}/eval_results.json")
+        run_dir = os.path.join(args.output, d)
+        _say(f"{d + ':':<13} checkpoints {run_dir}/latest.pth, results "
+             f"{run_dir}/eval_results.json")
     _say(f"TensorBoard:  tensorboard --logdir {args.output}")
     _say(f"plot/table:   {args.output}/ablation.png, {args.output}/ablation.md")
     _say(f"demo time:    {time.perf_counter() - start:.0f} s")
-    return 0
+
+
+main = make_main(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Write the Kinetics-600 zero-shot class files into configs/labels/ (run once; outputs checked in).
+"""Write the Kinetics-600 zero-shot class files into datasets/labels/ (run once; outputs are
+checked in).
 
 * k600_novel_classes.txt: the 220 K600 classes that are new relative to K400 (K600 order). K400
   classes that K600 renamed are matched first: case/punctuation/word-order normalisation, then
-  the hand-checked RENAMED table below (see configs/labels/README.md).
+  the hand-checked RENAMED table below (see datasets/labels/README.md).
 * k600_novel_split{1,2,3}.txt: 160 classes each drawn from the 220 with numpy
   default_rng([SEED, k]) (k = split number), written in K600 order.
 
@@ -19,8 +20,13 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABELS = os.path.join(REPO, "configs", "labels")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from datasets.annotations import read_class_names  # noqa: E402
+from datasets.fileio import atomic_write_text  # noqa: E402
+from datasets.layouts import LABELS_DIR  # noqa: E402
+
+LABELS = str(LABELS_DIR)
 SEED = 600
 SPLIT_SIZE = 160
 NUM_SPLITS = 3
@@ -46,14 +52,9 @@ def normalise(name: str) -> str:
     return " ".join(sorted(re.sub(r"[^a-z0-9]+", " ", name.lower()).split()))
 
 
-def read_names(path: str) -> list[str]:
-    lines = open(path, encoding="utf-8").read().splitlines()
-    return [line.split(",", 1)[1].strip() for line in lines[1:] if line.strip()]
-
-
 def novel_classes() -> list[str]:
-    k400 = read_names(os.path.join(LABELS, "kinetics_400_labels.csv"))
-    k600 = read_names(os.path.join(LABELS, "kinetics_600_labels.csv"))
+    k400 = read_class_names(os.path.join(LABELS, "kinetics_400_labels.csv"))
+    k600 = read_class_names(os.path.join(LABELS, "kinetics_600_labels.csv"))
     k600_set = set(k600)
     for old, new in RENAMED.items():
         assert old in k400 and new in k600_set, (old, new)
@@ -87,9 +88,7 @@ def main(argv=None) -> int:
                 print(f"{path} differs from the generator output")
                 status = 1
         else:
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
+            atomic_write_text(path, text)
             print(f"wrote {path} ({len(names)} classes)")
     return status
 

@@ -20,11 +20,10 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from datasets import layout_names, load_annotations  # noqa: E402
 from datasets.annotations import AnnotationError, read_class_names, read_list_file  # noqa: E402
 from datasets.decoding import list_frame_files  # noqa: E402
-
-LAYOUT_DATASETS = ("kinetics400", "kinetics600", "ssv2", "hmdb51", "ucf101", "diving48",
-                   "activitynet", "csv")
+from datasets.fileio import atomic_write_text  # noqa: E402
 
 
 def check_samples(samples, num_classes, name: str, frames: bool = False):
@@ -69,16 +68,10 @@ def _write_list(path: str, samples, root: str) -> None:
             raise AnnotationError(f"{video}: paths with commas cannot be written to a "
                                   f"`path,label` list; rename the file")
         lines.append(f"{rel},{label}")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def prepare(args) -> int:
-    from datasets.build import load_annotations
     from engine.config import get_cfg
     cfg = get_cfg()
     cfg.DATA.DATASET, cfg.DATA.ROOT, cfg.DATA.SPLIT = args.dataset, args.root, args.split
@@ -94,8 +87,7 @@ def prepare(args) -> int:
         _write_list(os.path.join(args.out, out_name), good, args.root)
         print(f"wrote {os.path.join(args.out, out_name)} ({len(good)} videos)")
     if classes:
-        with open(os.path.join(args.out, "classes.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(classes) + "\n")
+        atomic_write_text(os.path.join(args.out, "classes.txt"), "\n".join(classes) + "\n")
         print(f"wrote {os.path.join(args.out, 'classes.txt')} ({len(classes)} classes)")
     print(f"train with: DATA.ROOT {args.root} DATA.TRAIN_FILE {args.out}/train.csv "
           f"DATA.VAL_FILE {args.out}/val.csv DATA.LABEL_LIST {args.out}/classes.txt "
@@ -115,7 +107,8 @@ def validate(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=LAYOUT_DATASETS, help="raw layout to convert")
+    parser.add_argument("--dataset", choices=layout_names(),
+                        help="raw layout to convert (a DATA.DATASET value)")
     parser.add_argument("--root", default="", help="dataset root (DATA.ROOT)")
     parser.add_argument("--split", type=int, default=1, help="official split 1-3 (HMDB51/UCF101)")
     parser.add_argument("--out", default="", help="folder for train.csv, val.csv, classes.txt")

@@ -11,12 +11,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.config import ConfigError, load_cfg  # noqa: E402
+from tools._cli import make_main, new_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True, metavar="FILE", help="config YAML")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="weights: ours, or the official Video-FocalNet / Vita-CLIP files")
@@ -29,24 +28,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    from engine.config import load_cfg
+    from engine.evaluation import test
     opts = list(args.opts)
     if args.batch_size is not None:
         opts += ["TEST.BATCH_SIZE", str(args.batch_size)]
     if args.output is not None:
         opts += ["OUTPUT", args.output]
-    try:
-        cfg = load_cfg(args.cfg, opts)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_cfg(args.cfg, opts)
     if not os.path.isfile(args.checkpoint):
-        print(f"error: --checkpoint {args.checkpoint} does not exist", file=sys.stderr)
-        return 2
-    from engine.evaluation import test
-    from engine.trainer import run_job
-    return run_job(test, cfg, args.checkpoint)
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
+    test(cfg, args.checkpoint)
+
+
+main = make_main(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.config import ConfigError, load_cfg  # noqa: E402
+from tools._cli import make_main, new_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True, metavar="FILE", help="config YAML")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. --opts TRAIN.EPOCHS 10 DATA.BATCH_SIZE 4")
@@ -60,15 +59,14 @@ def args_to_opts(args: argparse.Namespace) -> list[str]:
     return opts
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg = load_cfg(args.cfg, args_to_opts(args))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from engine.trainer import run_job, throughput, train
-    return run_job(throughput if cfg.THROUGHPUT_MODE else train, cfg)
+def run(args: argparse.Namespace) -> None:
+    from engine.config import load_cfg
+    from engine.trainer import throughput, train
+    cfg = load_cfg(args.cfg, args_to_opts(args))
+    (throughput if cfg.THROUGHPUT_MODE else train)(cfg)
+
+
+main = make_main(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,12 @@
 """Video-FocalNet: spatio-temporal focal modulation for video recognition (ICCV 2023).
 
 Importing the package registers ``video_focalnet_{tiny,small,base}`` in timm's model registry.
+The engine reaches the package through ``video_focalnet.family:FAMILY`` (setup.py entry point).
 """
-from .checkpoint import (checkpoint_filter_fn, convert_timm_focalnet, load_pretrained,
-                         load_video_checkpoint)
-from .model import (VARIANTS, PatchEmbed, VideoFocalNet, VideoFocalNetBlock, VideoFocalNetStage,
-                    build_model, count_params, model_kwargs_from_cfg, variant_of)
-from .modulation import (JointFocalModulation, SequentialFocalModulation, SpatialFocalModulation,
-                         SpatioTemporalFocalModulation, build_modulation)
+from .checkpoint import load_pretrained, load_video_checkpoint
+from .family import build_model
+from .model import VARIANTS, VideoFocalNet
+from .modulation import ST_DESIGNS
 
-__all__ = ["VideoFocalNet", "VideoFocalNetBlock", "VideoFocalNetStage", "PatchEmbed",
-           "SpatioTemporalFocalModulation", "SpatialFocalModulation", "SequentialFocalModulation",
-           "JointFocalModulation", "build_modulation", "build_model", "model_kwargs_from_cfg",
-           "variant_of", "count_params", "VARIANTS", "checkpoint_filter_fn",
-           "convert_timm_focalnet", "load_pretrained", "load_video_checkpoint"]
+__all__ = ["VideoFocalNet", "VARIANTS", "ST_DESIGNS", "build_model", "load_pretrained",
+           "load_video_checkpoint"]

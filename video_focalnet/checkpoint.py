@@ -21,25 +21,24 @@ from collections import Counter, OrderedDict
 import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
+from timm.models import clean_state_dict
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_state_dict", "convert_timm_focalnet", "checkpoint_filter_fn", "load_pretrained",
-           "load_video_checkpoint", "inflate_2d_to_3d", "HEAD_KEYS"]
+__all__ = ["convert_timm_focalnet", "checkpoint_filter_fn", "load_pretrained",
+           "load_video_checkpoint", "inflate_2d_to_3d"]
 
-HEAD_KEYS = ("head.weight", "head.bias")
-
+_HEAD_KEYS = ("head.weight", "head.bias")
 
 # Official training checkpoints pickle their yacs CfgNode under "config"; it is read as a plain
 # OrderedDict (weights_only unpickling cannot rebuild a dict subclass, and needs no code for it).
 _SAFE_GLOBALS = [(OrderedDict, "yacs.config.CfgNode")]
 
 
-def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor]:
-    """The model state dict stored in ``path`` (a bare state dict or ``{"model": ...}``).
-
-    ``key`` names the config key the path came from, for the error message.
-    """
+def _read_weights(path: str, key: str | None = None) -> dict[str, torch.Tensor]:
+    """The model state dict in a FocalNet weight file: ``{"model": ...}`` (official, microsoft
+    and this project's checkpoints), ``{"state_dict": ...}`` or a bare state dict (timm), with
+    DDP / torch.compile prefixes removed. ``key`` names the config key of ``path`` for errors."""
     where = f"{key} = {path!r}" if key else repr(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {where}. Download it or fix the path.")
@@ -50,13 +49,13 @@ def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
         raise RuntimeError(f"cannot read checkpoint {where} with torch.load(weights_only=True): "
                            f"{err}. Re-save only the weights: "
                            f"torch.save({{'model': state_dict}}, path)") from err
-    for wrapper in ("model", "state_dict", "model_state"):
+    for wrapper in ("model", "state_dict"):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(wrapper), dict):
             ckpt = ckpt[wrapper]
             break
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise ValueError(f"{where}: expected a state dict of tensors (optionally under 'model')")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in ckpt.items()}
+    return clean_state_dict(ckpt)
 
 
 def _is_timm_focalnet(state_dict: dict) -> bool:
@@ -111,7 +110,7 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict[str, torch.
     for name, value in state_dict.items():
         if name in target and _inflatable(value, target[name].shape):
             value = inflate_2d_to_3d(value, target[name].shape[2])
-        if name in HEAD_KEYS and name in target and value.shape != target[name].shape:
+        if name in _HEAD_KEYS and name in target and value.shape != target[name].shape:
             continue
         out[name] = value
     return out
@@ -137,7 +136,7 @@ def load_pretrained(model: nn.Module, path: str, key: str | None = None) -> dict
     Shape mismatches and checkpoint keys the model has no place for raise an error.
     Returns ``{"copied", "inflated", "new", "head"}`` key lists and logs a summary.
     """
-    source = read_state_dict(path, key)
+    source = _read_weights(path, key)
     fmt = "timm FocalNet" if _is_timm_focalnet(source) else None
     if fmt:
         source = convert_timm_focalnet(source)
@@ -148,7 +147,7 @@ def load_pretrained(model: nn.Module, path: str, key: str | None = None) -> dict
     mismatched = []
     for name, dst in target.items():
         src = source.get(name)
-        if name in HEAD_KEYS and (not is_video or src is None or src.shape != dst.shape):
+        if name in _HEAD_KEYS and (not is_video or src is None or src.shape != dst.shape):
             summary["head"].append(name)
             continue
         if src is None:
@@ -183,7 +182,7 @@ def load_pretrained(model: nn.Module, path: str, key: str | None = None) -> dict
 
 def load_video_checkpoint(model: nn.Module, path: str) -> None:
     """Load a released / trained Video-FocalNet checkpoint (``{"model": state_dict}``) strictly."""
-    state_dict = read_state_dict(path)
+    state_dict = _read_weights(path)
     if _is_timm_focalnet(state_dict):
         state_dict = convert_timm_focalnet(state_dict)
     target = model.state_dict()

@@ -5,14 +5,34 @@ never names this package itself.
 """
 from __future__ import annotations
 
+import logging
+
+import timm
 import torch
 
-from .model import VARIANTS, build_model
+from .checkpoint import load_pretrained
+from .config import add_focal_config, model_kwargs_from_cfg, validate_focal_config
+from .model import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VideoFocalNet
+from .modulation import ST_DESIGNS
 
-__all__ = ["FAMILY", "VideoFocalNetFamily"]
+logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["FAMILY", "VideoFocalNetFamily", "build_model"]
+
+
+def build_model(cfg) -> VideoFocalNet:
+    """The Video-FocalNet of ``cfg``; loads TRAIN.PRETRAINED_PATH (2-D or video weights) if set.
+
+    As in the reference, the initialisation is skipped when the weights will come from elsewhere
+    anyway: evaluation (EVAL_MODE) or an explicit MODEL.RESUME checkpoint. No other file is read.
+    """
+    model = VideoFocalNet(**model_kwargs_from_cfg(cfg))
+    if cfg.TRAIN.PRETRAINED_PATH and (cfg.EVAL_MODE or cfg.MODEL.RESUME):
+        logger.info("TRAIN.PRETRAINED_PATH not loaded: weights come from %s",
+                    "the evaluated checkpoint" if cfg.EVAL_MODE else "MODEL.RESUME")
+    elif cfg.TRAIN.PRETRAINED_PATH:
+        load_pretrained(model, cfg.TRAIN.PRETRAINED_PATH, key="TRAIN.PRETRAINED_PATH")
+    return model
 
 
 class VideoFocalNetFamily:
@@ -21,23 +41,57 @@ class VideoFocalNetFamily:
     model_types = tuple(f"videofocalnet_{v}" for v in VARIANTS) + \
         tuple(f"video_focalnet_{v}" for v in VARIANTS) + ("videofocalnet_custom",)
     benchmark_names = tuple(f"video_focalnet_{v}" for v in VARIANTS)
+    designs = ST_DESIGNS  # the benchmark's ``design`` option (MODEL.FOCAL.ST_DESIGN)
 
     def add_config(self, cfg) -> None:
-        """MODEL.FOCAL lives in engine/config.py for now (moved here by the redesign)."""
+        """Add ``MODEL.FOCAL`` (video_focalnet/config.py)."""
+        add_focal_config(cfg)
 
     def validate(self, cfg) -> None:
-        """Checks live in engine/config.py for now (moved here by the redesign)."""
+        """ValueError("key MODEL.FOCAL.X: ...") for a config the model cannot be built from."""
+        validate_focal_config(cfg)
 
-    def build(self, cfg, class_names=None):
+    def build(self, cfg, class_names=None) -> VideoFocalNet:
+        """The model of ``cfg``. The head only needs the class count; ``class_names`` (when
+        known) must agree with it."""
+        classes = cfg.MODEL.NUM_CLASSES
+        if class_names is not None and classes > 0 and len(class_names) != classes:
+            raise ValueError(
+                f"key MODEL.NUM_CLASSES: the head has {classes} outputs but the class list has "
+                f"{len(class_names)} names (DATA.LABEL_LIST or the dataset's bundled list); set "
+                f"MODEL.NUM_CLASSES {len(class_names)}")
         return build_model(cfg)
+
+    def design_of(self, cfg) -> str:
+        """The design of a config's model, one of ``designs`` (a FLOP table's row label)."""
+        return cfg.MODEL.FOCAL.ST_DESIGN
 
     def normalization(self, cfg):
         return IMAGENET_MEAN, IMAGENET_STD
 
     def example_input(self, cfg, batch_size: int = 1) -> torch.Tensor:
+        """A seeded N(0, 1) video ``(B, DATA.NUM_FRAMES, IN_CHANS, DATA.IMG_SIZE, DATA.IMG_SIZE)``."""
         size = int(cfg.DATA.IMG_SIZE)
-        return torch.randn(batch_size, int(cfg.DATA.NUM_FRAMES), int(cfg.MODEL.FOCAL.IN_CHANS),
-                           size, size)
+        shape = (batch_size, int(cfg.DATA.NUM_FRAMES), int(cfg.MODEL.FOCAL.IN_CHANS), size, size)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+    def benchmark_models(self, name: str, num_frames: int = 8, img_size: int = 224,
+                         num_classes: int = 400, batch_size: int = 1, design: str | None = None,
+                         **options) -> dict:
+        """``{"model": VideoFocalNet, "input": video (B, T, 3, H, W)}`` for ``video_focalnet_*``.
+
+        ``design`` is ``MODEL.FOCAL.ST_DESIGN`` (constructor ``st_design``); other ``options``
+        go to the VideoFocalNet constructor. Weights come from the caller's RNG state.
+        """
+        if name not in self.benchmark_names:
+            raise KeyError(f"unknown model {name!r}; known: {', '.join(self.benchmark_names)}")
+        if design is not None:
+            options["st_design"] = design
+        model = timm.create_model(name, num_frames=num_frames, img_size=img_size,
+                                  num_classes=num_classes, **options)
+        video = torch.randn((batch_size, num_frames, model.in_chans, img_size, img_size),
+                            generator=torch.Generator().manual_seed(0))
+        return {"model": model, "input": video}
 
 
 FAMILY = VideoFocalNetFamily()

@@ -9,24 +9,23 @@ model runs clips of any length. Parameter names are those of the official checkp
 """
 from __future__ import annotations
 
-import logging
 from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch.utils.checkpoint import checkpoint
 
-from .modulation import build_modulation
-
-logger = logging.getLogger(__name__)
+from .checkpoint import checkpoint_filter_fn
+from .modulation import ST_DESIGNS, build_modulation
 
 __all__ = ["PatchEmbed", "VideoFocalNetBlock", "VideoFocalNetStage", "VideoFocalNet",
-           "VARIANTS", "ST_DESIGNS"]
+           "VARIANTS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
-ST_DESIGNS = ("parallel", "spatial", "spatial_temporal", "temporal_spatial", "joint")
+# The pixel statistics (0..1 RGB) the ImageNet FocalNet initialisation was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Named variants: everything else (levels, windows, ...) is shared.
 VARIANTS = {
@@ -300,20 +299,15 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 # -- timm registration ------------------------------------------------------------------------
 def _cfg(**kwargs) -> dict:
     return {"url": "", "num_classes": 400, "input_size": (3, 224, 224),
-            "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "crop_pct": 224 / 256,
+            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 224 / 256,
             "interpolation": "bilinear", "first_conv": "patch_embed.proj", "classifier": "head",
             **kwargs}
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoFocalNet:
-    from .checkpoint import checkpoint_filter_fn
     size = variant.rsplit("_", 1)[-1]
     return build_model_with_cfg(VideoFocalNet, variant, pretrained,
                                 pretrained_filter_fn=checkpoint_filter_fn,
@@ -340,55 +334,3 @@ def video_focalnet_small(pretrained: bool = False, **kwargs) -> VideoFocalNet:
 def video_focalnet_base(pretrained: bool = False, **kwargs) -> VideoFocalNet:
     """Video-FocalNet-B: embed 128, depths 2-2-18-2 (157.4 M params with 400 classes)."""
     return _create("video_focalnet_base", pretrained=pretrained, **kwargs)
-
-
-# -- config -> model --------------------------------------------------------------------------
-def variant_of(model_type: str) -> str:
-    """``videofocalnet_tiny`` / ``video_focalnet_tiny`` -> ``tiny``."""
-    size = model_type.rsplit("_", 1)[-1]
-    if not model_type.replace("_", "").startswith("videofocalnet") or size not in VARIANTS:
-        raise ValueError(f"MODEL.TYPE {model_type!r} is not a Video-FocalNet variant; use "
-                         f"videofocalnet_{{{','.join(VARIANTS)}}}")
-    return size
-
-
-def model_kwargs_from_cfg(cfg) -> dict:
-    """VideoFocalNet constructor arguments from a config (every size key is honoured)."""
-    focal = cfg.MODEL.FOCAL
-    custom = cfg.MODEL.TYPE == "videofocalnet_custom"
-    named = None if custom else VARIANTS[variant_of(cfg.MODEL.TYPE)]
-    if named and (focal.EMBED_DIM != named["embed_dim"]
-                  or tuple(focal.DEPTHS) != tuple(named["depths"])):
-        logger.warning("MODEL.TYPE %s is embed_dim %d, depths %s, but MODEL.FOCAL has EMBED_DIM "
-                       "%d, DEPTHS %s: building the config's sizes (MODEL.TYPE videofocalnet_custom "
-                       "takes the sizes without this warning)", cfg.MODEL.TYPE,
-                       named["embed_dim"], list(named["depths"]), focal.EMBED_DIM,
-                       list(focal.DEPTHS))
-    return dict(
-        img_size=cfg.DATA.IMG_SIZE, patch_size=focal.PATCH_SIZE, in_chans=focal.IN_CHANS,
-        num_classes=cfg.MODEL.NUM_CLASSES, embed_dim=focal.EMBED_DIM, depths=tuple(focal.DEPTHS),
-        mlp_ratio=focal.MLP_RATIO, drop_rate=cfg.MODEL.DROP_RATE,
-        drop_path_rate=cfg.MODEL.DROP_PATH_RATE, patch_norm=focal.PATCH_NORM,
-        focal_levels=tuple(focal.FOCAL_LEVELS), focal_windows=tuple(focal.FOCAL_WINDOWS),
-        use_conv_embed=focal.USE_CONV_EMBED, use_layerscale=focal.USE_LAYERSCALE,
-        layerscale_value=focal.LAYERSCALE_VALUE, use_postln=focal.USE_POSTLN,
-        use_postln_in_modulation=focal.USE_POSTLN_IN_MODULATION,
-        normalize_modulator=focal.NORMALIZE_MODULATOR, num_frames=cfg.DATA.NUM_FRAMES,
-        tubelet_size=cfg.MODEL.TUBELET_SIZE, st_design=focal.ST_DESIGN,
-        use_checkpoint=cfg.TRAIN.USE_CHECKPOINT)
-
-
-def build_model(cfg) -> VideoFocalNet:
-    """The Video-FocalNet of ``cfg``; loads TRAIN.PRETRAINED_PATH (2-D or video weights) if set.
-
-    As in the reference, the initialisation is skipped when the weights will come from elsewhere
-    anyway: evaluation (EVAL_MODE) or an explicit MODEL.RESUME checkpoint.
-    """
-    model = VideoFocalNet(**model_kwargs_from_cfg(cfg))
-    if cfg.TRAIN.PRETRAINED_PATH and (cfg.EVAL_MODE or cfg.MODEL.RESUME):
-        logger.info("TRAIN.PRETRAINED_PATH not loaded: weights come from %s",
-                    "the evaluated checkpoint" if cfg.EVAL_MODE else "MODEL.RESUME")
-    elif cfg.TRAIN.PRETRAINED_PATH:
-        from .checkpoint import load_pretrained
-        load_pretrained(model, cfg.TRAIN.PRETRAINED_PATH, key="TRAIN.PRETRAINED_PATH")
-    return model

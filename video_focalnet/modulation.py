@@ -2,14 +2,22 @@
 
 Every mixer takes normalised tokens ``x`` of shape ``(B*T, H, W, C)`` (frames folded into the
 batch, time fastest, channels last) plus the frame count ``num_frames`` and returns the same shape.
-All work happens channels-last: the 1x1 convolutions ``h``/``h_temporal`` are applied as linear
-layers on the channel axis, depthwise spatial convolutions run on channels-last memory, and the
-dense temporal convolutions run as a ``(k, 1)`` 2-D convolution over a ``(B, C, T, H*W)`` view of
-the same memory. That way no token is copied into another layout (the reference rearranges and
-clones the whole tensor twice per block). The contexts that feed convolutions get their own
-projections (dense outputs, no copy), and gated sums use ``addcmul_``. Benchmarks: README. Parameter names and shapes are the official ones, so
-released checkpoints load unchanged; ``MODEL.FOCAL.ST_DESIGN`` picks the class via
-``build_modulation``.
+
+Every convolution runs through the module that declares it, so forward hooks on ``h``,
+``h_temporal`` and each ``focal_layers*.{l}`` (and their ``.0`` convolution / ``.1`` GELU) fire
+and see tokens ``(..., C)``. The convolution modules keep the official parameter names, shapes
+and initialisation (released checkpoints load unchanged, and our state dicts are the official
+format); they only take channels-last tokens instead of NCHW tensors, which is what keeps the
+mixer fast: a spatial convolution reads the NCHW view of the token memory (channels-last), a
+temporal convolution reads a ``(B, C, T, H*W)`` view of it, and a 1x1 convolution (``h``,
+``h_temporal``) is a linear layer on the channel axis. No token is copied into another layout
+(the official code rearranges and clones the whole tensor twice per block).
+
+``f`` and ``f_temporal`` are the exception: their row blocks are fused into one GEMM for
+everything read element-wise (q and the gates) and separate GEMMs for each context, because a
+context that feeds a convolution must be dense (a strided slice of a wider output is copied by
+the convolution first). Hooks on ``f`` / ``f_temporal`` therefore do not fire.
+``MODEL.FOCAL.ST_DESIGN`` picks the class via ``build_modulation``.
 """
 from __future__ import annotations
 
@@ -17,9 +25,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SpatialFocalModulation", "SpatioTemporalFocalModulation",
-           "SequentialFocalModulation", "JointFocalModulation", "build_modulation",
-           "focal_kernel_sizes"]
+__all__ = ["ST_DESIGNS", "SpatialFocalModulation", "SpatioTemporalFocalModulation",
+           "SequentialFocalModulation", "JointFocalModulation", "build_modulation"]
+
+# MODEL.FOCAL.ST_DESIGN values: how time enters the token mixer (see build_modulation).
+ST_DESIGNS = ("parallel", "spatial", "spatial_temporal", "temporal_spatial", "joint")
 
 
 def focal_kernel_sizes(focal_level: int, focal_window: int, focal_factor: int = 2) -> list[int]:
@@ -27,56 +37,83 @@ def focal_kernel_sizes(focal_level: int, focal_window: int, focal_factor: int = 
     return [focal_factor * level + focal_window for level in range(focal_level)]
 
 
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x)  # exact erf form, as nn.GELU() in the reference
+# -- convolutions on channels-last tokens ------------------------------------------------------
+class _OnTokens:
+    """Mixin: the convolution takes and returns channels-last tokens ``(N, *spatial, C)``.
+
+    The permutes are views: the convolution reads channels-last memory and writes channels-last
+    output, which is contiguous again as tokens (element-wise work then runs on plain contiguous
+    memory: PyTorch's CPU kernels take slow paths on channels-last NCHW views, GELU was 7x slower).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x.movedim(-1, 1), self.weight, self.bias).movedim(1, -1)
 
 
+class TokenConv2d(_OnTokens, nn.Conv2d):
+    """nn.Conv2d on tokens ``(N, H, W, C)`` (the spatial focal levels)."""
+
+
+class TokenConv3d(_OnTokens, nn.Conv3d):
+    """nn.Conv3d on tokens ``(B, T, H, W, C)`` (the ``joint`` design's focal levels)."""
+
+
+class _Pointwise:
+    """Mixin: a kernel-1 convolution applied to tokens ``(..., C)`` as a linear layer on ``C``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.flatten(1), self.bias)
+
+
+class PointwiseConv2d(_Pointwise, nn.Conv2d):
+    """1x1 nn.Conv2d on tokens ``(..., C)`` (``h``); weight ``(C, C, 1, 1)`` as in checkpoints."""
+
+
+class PointwiseConv1d(_Pointwise, nn.Conv1d):
+    """kernel-1 nn.Conv1d on tokens ``(..., C)`` (``h_temporal``); weight ``(C, C, 1)``."""
+
+
+class TemporalConv1d(nn.Conv1d):
+    """Dense nn.Conv1d along time on tokens ``(B, T, P, C)`` (P = H*W positions).
+
+    The official code rearranges the tokens to ``(B*P, C, T)`` for it; the same operation is a
+    ``(k, 1)`` Conv2d over the ``(B, C, T, P)`` view of the token memory, which reads the tokens
+    in place. Stride, dilation and groups are 1; the padding keeps T.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x.permute(0, 3, 1, 2), self.weight.unsqueeze(-1), self.bias,
+                       padding=(self.padding[0], 0))
+        return out.permute(0, 2, 3, 1)
+
+
+def _focal_layers(conv: type, dim: int, kernel_sizes: list[int], **kwargs) -> nn.ModuleList:
+    # Level l: convolution with kernel k_l, zero padding k_l // 2 (keeps the size), no bias, GELU.
+    return nn.ModuleList(
+        nn.Sequential(conv(dim, dim, k, padding=k // 2, bias=False, **kwargs), nn.GELU())
+        for k in kernel_sizes)
+
+
+# -- the shared computation --------------------------------------------------------------------
 def _gated_sum(ctx_all: torch.Tensor | None, ctx: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     # ctx_all + ctx * gate in one pass (the product is never materialised); ctx_all is always a
     # fresh intermediate here, so updating it in place is safe for autograd.
     return ctx * gate if ctx_all is None else ctx_all.addcmul_(ctx, gate)
 
 
-def _spatial_context(ctx: torch.Tensor, gates: torch.Tensor, focal_layers: nn.ModuleList,
-                     normalize: bool) -> torch.Tensor:
-    """Hierarchical depthwise context of ``ctx (N, H, W, C)`` gated by ``gates (N, H, W, L+1)``.
+def _hierarchical_context(ctx: torch.Tensor, gates: torch.Tensor, focal_layers: nn.ModuleList,
+                          mean_dims: tuple[int, ...], normalize: bool) -> torch.Tensor:
+    """``ctx_all``: every focal level of ``ctx`` (tokens, channels last) gated and summed.
 
-    Element-wise work and reductions run on the ``(..., C)`` view, where the memory is plain
-    contiguous (PyTorch's CPU kernels take slow paths on channels-last NCHW views: GELU was 7x
-    slower); only the convolution sees the NCHW view of the same memory (channels-last).
+    ``gates`` has the token shape with L+1 channels. The global level is GELU of the mean over
+    ``mean_dims`` of the **last level's output**, not of the input (reference behaviour).
     """
     focal_level = len(focal_layers)
     ctx_all = None
     for level, layer in enumerate(focal_layers):
-        conv = layer[0]
-        out = F.conv2d(ctx.permute(0, 3, 1, 2), conv.weight, None, 1, conv.padding, 1, conv.groups)
-        ctx = _gelu(out.permute(0, 2, 3, 1))
+        ctx = layer(ctx)
         ctx_all = _gated_sum(ctx_all, ctx, gates[..., level:level + 1])
-    # The global level sees the output of the last level, not the input (reference behaviour).
-    ctx_global = _gelu(ctx.mean((1, 2), keepdim=True))
-    ctx_all = _gated_sum(ctx_all, ctx_global, gates[..., focal_level:])
-    if normalize:
-        ctx_all = ctx_all / (focal_level + 1)
-    return ctx_all
-
-
-def _temporal_context(ctx: torch.Tensor, gates: torch.Tensor, focal_layers: nn.ModuleList,
-                      normalize: bool) -> torch.Tensor:
-    """Hierarchical temporal context of ``ctx (B, T, P, C)`` gated by ``gates (B, T, P, L+1)``.
-
-    The dense Conv1d of the reference (kernel k along time, applied at every position P = H*W) is
-    the same operation as a ``(k, 1)`` Conv2d over ``(B, C, T, P)``; on the channels-last view of
-    the token memory it reads the tokens in place instead of rearranging them to ``(B*P, C, T)``.
-    """
-    focal_level = len(focal_layers)
-    ctx_all = None
-    for level, layer in enumerate(focal_layers):
-        conv = layer[0]
-        weight = conv.weight.unsqueeze(-1)  # (C, C, k) -> (C, C, k, 1)
-        out = F.conv2d(ctx.permute(0, 3, 1, 2), weight, None, 1, (conv.padding[0], 0))
-        ctx = _gelu(out.permute(0, 2, 3, 1))
-        ctx_all = _gated_sum(ctx_all, ctx, gates[..., level:level + 1])
-    ctx_global = _gelu(ctx.mean(1, keepdim=True))
+    ctx_global = F.gelu(ctx.mean(mean_dims, keepdim=True))  # exact erf form, as nn.GELU()
     ctx_all = _gated_sum(ctx_all, ctx_global, gates[..., focal_level:])
     if normalize:
         ctx_all = ctx_all / (focal_level + 1)
@@ -97,17 +134,17 @@ def _project(x: torch.Tensor, *parts: tuple[nn.Linear, int, int]) -> torch.Tenso
     return F.linear(x, weight, bias)
 
 
-def _pointwise(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-    """A 1x1 (or k=1) convolution applied channels-last as a linear layer on the last axis."""
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
+def _temporal_modulator(module: nn.Module, ctx: torch.Tensor, gates: torch.Tensor,
+                        num_frames: int) -> torch.Tensor:
+    """``h_temporal(ctx_all_t)`` as ``(B*T, H, W, C)`` from a temporal context and its gates."""
+    n, height, width, _ = ctx.shape
+    shape = (n // num_frames, num_frames, height * width, -1)  # (B, T, P, .): free views
+    ctx_all = _hierarchical_context(ctx.reshape(shape), gates.reshape(shape),
+                                    module.focal_layers_temporal, (1,), module.normalize_modulator)
+    return module.h_temporal(ctx_all.reshape(n, height, width, -1))
 
 
-def _temporal_convs(dim: int, kernel_sizes: list[int]) -> nn.ModuleList:
-    # Dense (groups=1) C->C convolutions along time, no bias, zero padding keeps T.
-    return nn.ModuleList(nn.Sequential(nn.Conv1d(dim, dim, k, padding=k // 2, bias=False),
-                                       nn.GELU()) for k in kernel_sizes)
-
-
+# -- the mixers ----------------------------------------------------------------------------------
 class SpatialFocalModulation(nn.Module):
     """``spatial`` design: the 2-D FocalNet modulation applied to every frame on its own.
 
@@ -125,12 +162,10 @@ class SpatialFocalModulation(nn.Module):
         self.normalize_modulator = normalize_modulator
         self.kernel_sizes = focal_kernel_sizes(focal_level, focal_window, focal_factor)
         self.f = nn.Linear(dim, 2 * dim + focal_level + 1, bias=True)
-        self.h = nn.Conv2d(dim, dim, kernel_size=1, bias=True)
+        self.h = PointwiseConv2d(dim, dim, kernel_size=1, bias=True)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.focal_layers = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim, bias=False), nn.GELU())
-            for k in self.kernel_sizes)
+        self.focal_layers = _focal_layers(TokenConv2d, dim, self.kernel_sizes, groups=dim)
         self.use_postln_in_modulation = use_postln_in_modulation
         if use_postln_in_modulation:
             self.ln = nn.LayerNorm(dim)
@@ -144,8 +179,9 @@ class SpatialFocalModulation(nn.Module):
 
     def modulate(self, q: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """``q * h(ctx_all)`` from the three parts of ``f``'s output (all ``(N, H, W, .)``)."""
-        ctx_all = _spatial_context(ctx, gates, self.focal_layers, self.normalize_modulator)
-        return q * _pointwise(ctx_all, self.h)
+        ctx_all = _hierarchical_context(ctx, gates, self.focal_layers, (1, 2),
+                                        self.normalize_modulator)
+        return q * self.h(ctx_all)
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_postln_in_modulation:
@@ -167,18 +203,8 @@ class SpatioTemporalFocalModulation(SpatialFocalModulation):
     def __init__(self, dim: int, focal_level: int = 2, focal_window: int = 3, **kwargs):
         super().__init__(dim, focal_level, focal_window, **kwargs)
         self.f_temporal = nn.Linear(dim, dim + focal_level + 1, bias=True)
-        self.h_temporal = nn.Conv1d(dim, dim, kernel_size=1, bias=True)
-        self.focal_layers_temporal = _temporal_convs(dim, self.kernel_sizes)
-
-    def temporal_modulator(self, ctx: torch.Tensor, gates: torch.Tensor, num_frames: int
-                           ) -> torch.Tensor:
-        """``h_temporal(ctx_all_t)`` from ``f_temporal``'s parts, as ``(B*T, H, W, C)``."""
-        n, height, width, dim = ctx.shape
-        shape = (n // num_frames, num_frames, height * width, -1)
-        ctx_all = _temporal_context(ctx.reshape(shape), gates.reshape(shape),
-                                    self.focal_layers_temporal, self.normalize_modulator)
-        modulator = _pointwise(ctx_all, self.h_temporal)
-        return modulator.reshape(n, height, width, dim)
+        self.h_temporal = PointwiseConv1d(dim, dim, kernel_size=1, bias=True)
+        self.focal_layers_temporal = _focal_layers(TemporalConv1d, dim, self.kernel_sizes)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         dim, levels = self.dim, self.focal_level + 1
@@ -188,7 +214,7 @@ class SpatioTemporalFocalModulation(SpatialFocalModulation):
             (self.f_temporal, dim, dim + levels)).split((dim, levels, levels), dim=-1)
         ctx = _project(x, (self.f, dim, 2 * dim))
         ctx_t = _project(x, (self.f_temporal, 0, dim))
-        modulator_t = self.temporal_modulator(ctx_t, gates_t, num_frames)
+        modulator_t = _temporal_modulator(self, ctx_t, gates_t, num_frames)
         return self.output(self.modulate(q, ctx, gates) * modulator_t)
 
 
@@ -211,20 +237,16 @@ class SequentialFocalModulation(SpatialFocalModulation):
             raise ValueError(f"order must be spatial_temporal or temporal_spatial, got {order!r}")
         self.order = order
         self.f_temporal = nn.Linear(dim, 2 * dim + focal_level + 1, bias=True)
-        self.h_temporal = nn.Conv1d(dim, dim, kernel_size=1, bias=True)
-        self.focal_layers_temporal = _temporal_convs(dim, self.kernel_sizes)
+        self.h_temporal = PointwiseConv1d(dim, dim, kernel_size=1, bias=True)
+        self.focal_layers_temporal = _focal_layers(TemporalConv1d, dim, self.kernel_sizes)
 
     def temporal_modulation(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        n, height, width, dim = x.shape
-        levels = self.focal_level + 1
+        """``q_t * h_temporal(ctx_all_t)`` for ``x (N, H, W, C)``."""
+        dim, levels = self.dim, self.focal_level + 1
         q, gates = _project(x, (self.f_temporal, 0, dim),
                             (self.f_temporal, 2 * dim, 2 * dim + levels)).split((dim, levels), -1)
         ctx = _project(x, (self.f_temporal, dim, 2 * dim))
-        shape = (n // num_frames, num_frames, height * width, -1)
-        ctx_all = _temporal_context(ctx.reshape(shape), gates.reshape(shape),
-                                    self.focal_layers_temporal, self.normalize_modulator)
-        modulator = _pointwise(ctx_all, self.h_temporal)
-        return q * modulator.reshape(n, height, width, dim)
+        return q * _temporal_modulator(self, ctx, gates, num_frames)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         if self.order == "spatial_temporal":
@@ -238,7 +260,7 @@ class JointFocalModulation(SpatialFocalModulation):
     """``joint`` design: one focal modulation over space-time with depthwise 3-D kernels.
 
     ``f`` gives q, ctx, gates per token; level l is a depthwise ``k_l x k_l x k_l`` Conv3d (zero
-    padding ``k_l // 2``, no bias) + GELU over ``(B, C, T, H, W)``; the global level is
+    padding ``k_l // 2``, no bias) + GELU over ``(B, T, H, W, C)``; the global level is
     GELU(mean over T, H, W) of the last level; ``proj(q * h(ctx_all))``. ``h`` stays the 2-D 1x1
     convolution (a 1x1x1 convolution is the same map), and ``focal_layers.{l}.0`` keeps its name
     with a 5-D weight ``(C, 1, k, k, k)``; 2-D checkpoints are inflated by repeating each kernel
@@ -247,9 +269,7 @@ class JointFocalModulation(SpatialFocalModulation):
 
     def __init__(self, dim: int, focal_level: int = 2, focal_window: int = 3, **kwargs):
         super().__init__(dim, focal_level, focal_window, **kwargs)
-        self.focal_layers = nn.ModuleList(
-            nn.Sequential(nn.Conv3d(dim, dim, k, padding=k // 2, groups=dim, bias=False), nn.GELU())
-            for k in self.kernel_sizes)
+        self.focal_layers = _focal_layers(TokenConv3d, dim, self.kernel_sizes, groups=dim)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         n, height, width, dim = x.shape
@@ -257,25 +277,14 @@ class JointFocalModulation(SpatialFocalModulation):
         q, gates = _project(x, (self.f, 0, dim), (self.f, 2 * dim, 2 * dim + levels)).split(
             (dim, levels), dim=-1)
         ctx = _project(x, (self.f, dim, 2 * dim))
-        shape = (n // num_frames, num_frames, height, width, -1)
-        ctx, gates = ctx.reshape(shape), gates.reshape(shape)  # (B, T, H, W, .)
-        ctx_all = None
-        for level, layer in enumerate(self.focal_layers):
-            conv = layer[0]
-            out = F.conv3d(ctx.permute(0, 4, 1, 2, 3), conv.weight, None, 1, conv.padding, 1,
-                           conv.groups)  # on (B, C, T, H, W) channels-last memory
-            ctx = _gelu(out.permute(0, 2, 3, 4, 1))
-            ctx_all = _gated_sum(ctx_all, ctx, gates[..., level:level + 1])
-        ctx_global = _gelu(ctx.mean((1, 2, 3), keepdim=True))
-        ctx_all = _gated_sum(ctx_all, ctx_global, gates[..., self.focal_level:])
-        if self.normalize_modulator:
-            ctx_all = ctx_all / (self.focal_level + 1)
-        modulator = _pointwise(ctx_all, self.h).reshape(n, height, width, dim)
-        return self.output(q * modulator)
+        shape = (n // num_frames, num_frames, height, width, -1)  # (B, T, H, W, .)
+        ctx_all = _hierarchical_context(ctx.reshape(shape), gates.reshape(shape),
+                                        self.focal_layers, (1, 2, 3), self.normalize_modulator)
+        return self.output(q * self.h(ctx_all.reshape(n, height, width, dim)))
 
 
 def build_modulation(design: str, dim: int, **kwargs) -> SpatialFocalModulation:
-    """The token mixer for ``MODEL.FOCAL.ST_DESIGN``."""
+    """The token mixer for ``MODEL.FOCAL.ST_DESIGN`` (one of ``ST_DESIGNS``)."""
     if design == "parallel":
         return SpatioTemporalFocalModulation(dim, **kwargs)
     if design == "spatial":
@@ -285,4 +294,4 @@ def build_modulation(design: str, dim: int, **kwargs) -> SpatialFocalModulation:
     if design == "joint":
         return JointFocalModulation(dim, **kwargs)
     raise ValueError(f"unknown spatio-temporal design {design!r} (MODEL.FOCAL.ST_DESIGN); choose "
-                     "parallel, spatial, spatial_temporal, temporal_spatial or joint")
+                     f"one of {', '.join(ST_DESIGNS)}")

@@ -1,118 +1,59 @@
-"""Config -> Vita-CLIP model, and the timm registry entry `vita_clip_b16`.
+"""Config + class names -> Vita-CLIP model, the timm registry entry ``vita_clip_b16``, and the
+models a speed benchmark compares.
 
-Each official constructor argument `name` is ``MODEL.VITA.<NAME>`` (upper-cased), except
-``input_size`` -> DATA.IMG_SIZE and ``num_frames`` -> DATA.NUM_FRAMES; class names come from
-DATA.LABEL_LIST.
+The config keys are described in ``vita_clip/config.py``. Class names are an argument: the
+caller reads them (the engine from DATA.LABEL_LIST or the dataset's bundled list).
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional, Sequence
 
 import torch
 from timm.models import register_model
 
-from . import tokenizer as tk
+from .config import model_kwargs_from_cfg, uses_precomputed_text
 from .model import VitaCLIP
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_model", "model_kwargs_from_cfg", "vita_clip_b16", "benchmark_setup",
-           "CONSTRUCTOR_ARGS"]
-
-# official constructor arguments that live under MODEL.VITA
-CONSTRUCTOR_ARGS = (
-    "feature_dim", "patch_size", "num_heads", "num_layers", "mlp_factor", "embed_dim",
-    "use_summary_token", "use_local_prompts", "use_global_prompts", "num_global_prompts",
-    "use_text_prompt_learning", "text_context_length", "text_vocab_size",
-    "text_transformer_width", "text_transformer_heads", "text_transformer_layers",
-    "text_num_prompts", "text_prompt_pos", "text_prompt_init", "text_prompt_CSC",
-    "zeroshot_evaluation")
+__all__ = ["build_model", "vita_clip_b16", "benchmark_models"]
 
 
-def _config_error(message: str):
-    try:
-        from engine.config import ConfigError
-    except ImportError:  # the package also works outside this repository
-        ConfigError = ValueError
-    return ConfigError(message)
+def build_model(cfg, class_names: Optional[Sequence[str]] = None) -> VitaCLIP:
+    """The Vita-CLIP model of a config (MODEL.TYPE vita_clip) for ``class_names``, frozen as the
+    reference. CLIP weights come from MODEL.VITA.BACKBONE_PATH when set, unless EVAL_MODE says a
+    checkpoint holding every weight is loaded afterwards.
 
-
-def model_kwargs_from_cfg(cfg) -> dict:
-    """VitaCLIP constructor arguments from a config (without class names and weights)."""
-    vita = cfg.MODEL.VITA
-    kwargs = {name: vita[name.upper()] for name in CONSTRUCTOR_ARGS}
-    kwargs["patch_size"] = tuple(int(v) for v in kwargs["patch_size"])
-    kwargs["input_size"] = (int(cfg.DATA.IMG_SIZE), int(cfg.DATA.IMG_SIZE))
-    kwargs["num_frames"] = int(cfg.DATA.NUM_FRAMES)
-    _validate(kwargs)
-    return kwargs
-
-
-def _validate(kw: dict) -> None:
-    checks = [
-        (kw["feature_dim"] % kw["num_heads"] == 0, "MODEL.VITA.FEATURE_DIM",
-         f"{kw['feature_dim']} must be divisible by MODEL.VITA.NUM_HEADS {kw['num_heads']}"),
-        (kw["text_transformer_width"] % kw["text_transformer_heads"] == 0,
-         "MODEL.VITA.TEXT_TRANSFORMER_WIDTH", f"{kw['text_transformer_width']} must be divisible "
-         f"by MODEL.VITA.TEXT_TRANSFORMER_HEADS {kw['text_transformer_heads']}"),
-        (all(kw["input_size"][i] % kw["patch_size"][i] == 0 for i in range(2)), "DATA.IMG_SIZE",
-         f"{kw['input_size'][0]} must be a multiple of MODEL.VITA.PATCH_SIZE {kw['patch_size']}"),
-        (kw["num_global_prompts"] >= 1 or not kw["use_global_prompts"],
-         "MODEL.VITA.NUM_GLOBAL_PROMPTS", "must be >= 1 when USE_GLOBAL_PROMPTS is on"),
-        (kw["text_num_prompts"] >= 1 or not kw["use_text_prompt_learning"]
-         or kw["text_prompt_init"], "MODEL.VITA.TEXT_NUM_PROMPTS", "must be >= 1"),
-        (kw["text_prompt_pos"] in ("front", "middle", "end"), "MODEL.VITA.TEXT_PROMPT_POS",
-         "must be front, middle or end"),
-        (kw["num_layers"] >= 1 and kw["text_transformer_layers"] >= 1, "MODEL.VITA.NUM_LAYERS",
-         "both towers need at least one layer"),
-    ]
-    for ok, key, message in checks:
-        if not ok:
-            raise _config_error(f"key {key}: {message}")
-
-
-def build_model(cfg) -> VitaCLIP:
-    """The Vita-CLIP model of a config (MODEL.TYPE vita_clip), CLIP weights loaded from
-    MODEL.VITA.BACKBONE_PATH when set, frozen as the reference; logs parameter counts."""
-    vita = cfg.MODEL.VITA
+    Raises ValueError("key ...: ...") for what the config or the names cannot give.
+    """
     kwargs = model_kwargs_from_cfg(cfg)
-    precomputed = kwargs["zeroshot_evaluation"] and not kwargs["use_text_prompt_learning"]
-    class_names = []
-    if cfg.DATA.LABEL_LIST:
-        try:
-            class_names = tk.read_class_names(cfg.DATA.LABEL_LIST)
-        except (OSError, ValueError) as err:
-            raise _config_error(f"key DATA.LABEL_LIST: {err}") from err
-    elif not precomputed:
-        raise _config_error("key DATA.LABEL_LIST: Vita-CLIP builds its classifier from class "
-                            "names; give a file with one name per line (or `id,name` CSV)")
-    features = None
-    if precomputed:
-        if not vita.ZEROSHOT_TEXT_FEATURES_PATH:
-            raise _config_error("key MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH: needed when "
-                                "ZEROSHOT_EVALUATION is on and USE_TEXT_PROMPT_LEARNING is off")
-        features = vita.ZEROSHOT_TEXT_FEATURES_PATH
-    try:
-        model = VitaCLIP(class_names=class_names, backbone=vita.BACKBONE_PATH or None,
-                         zeroshot_text_features=features, **kwargs)
-    except FileNotFoundError as err:
-        raise _config_error(f"key MODEL.VITA.BACKBONE_PATH / ZEROSHOT_TEXT_FEATURES_PATH: "
-                            f"{err}") from err
-    if not vita.BACKBONE_PATH:
-        logger.warning("MODEL.VITA.BACKBONE_PATH is empty: the CLIP towers are randomly "
-                       "initialised (fine for tests and benchmarks, not for training)")
-    num_classes = model.text_features.shape[0] if precomputed else len(class_names)
-    if cfg.MODEL.NUM_CLASSES not in (num_classes, 1000):  # 1000 = untouched default
-        logger.warning("MODEL.NUM_CLASSES is %d but the text side has %d classes; the model "
-                       "predicts %d classes", cfg.MODEL.NUM_CLASSES, num_classes, num_classes)
+    vita = cfg.MODEL.VITA
+    precomputed = uses_precomputed_text(cfg)
+    if not precomputed and not class_names:
+        raise ValueError("key DATA.LABEL_LIST: Vita-CLIP builds its classifier from class names; "
+                         "give a file with one name per line (or the `id,name` CSV), or use a "
+                         "DATA.DATASET with a bundled class list")
+    backbone = "" if cfg.EVAL_MODE else vita.BACKBONE_PATH
+    features = vita.ZEROSHOT_TEXT_FEATURES_PATH if precomputed else None
+    for key, path in (("MODEL.VITA.BACKBONE_PATH", backbone),
+                      ("MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH", features)):
+        if path and not os.path.isfile(path):
+            raise ValueError(f"key {key}: file not found: {path}")
+    model = VitaCLIP(class_names=class_names or (), backbone=backbone or None,
+                     zeroshot_text_features=features, **kwargs)
     if cfg.TRAIN.USE_CHECKPOINT:
         model.set_grad_checkpointing(True)
-    model.text_cache_dir = vita.TEXT_CACHE_DIR or f"{cfg.OUTPUT}/text_cache"
     trainable, total = model.parameter_counts()
-    logger.info("Vita-CLIP: %d classes, %s trainable / %s total parameters", num_classes,
-                f"{trainable:,}", f"{total:,}")
-    print(f"Vita-CLIP parameters: trainable {trainable:,} / total {total:,}")
+    if model.backbone_report is not None:
+        weights = model.backbone_report.summary()
+    elif cfg.EVAL_MODE:
+        weights = "weights to come from a checkpoint"
+    else:
+        weights = "CLIP towers randomly initialised (MODEL.VITA.BACKBONE_PATH is empty)"
+    logger.info("Vita-CLIP: %d classes, %s trainable / %s total parameters; %s",
+                model.num_classes, f"{trainable:,}", f"{total:,}", weights)
     return model
 
 
@@ -141,23 +82,28 @@ def vita_clip_b16(pretrained: bool = False, num_frames: int = 8, num_classes: in
                     use_text_prompt_learning=True, text_num_prompts=8, text_prompt_CSC=True,
                     text_prompt_pos="end")
     settings.update(kwargs)
-    return VitaCLIP(class_names=names, backbone=backbone_path or None,
-                    input_size=(img_size, img_size), num_frames=num_frames, **settings)
+    model = VitaCLIP(class_names=names, backbone=backbone_path or None,
+                     input_size=(img_size, img_size), num_frames=num_frames, **settings)
+    if model.backbone_report is not None:
+        logger.info("vita_clip_b16: %s", model.backbone_report.summary())
+    return model
 
 
-def benchmark_setup(num_frames: int = 8, num_classes: int = 400, img_size: int = 224,
-                    reference: bool = True, seed: int = 0, **kwargs) -> dict:
-    """Models for a speed comparison: {'model': ours, 'reference': line-by-line port of the
-    official forward with the same weights (None when tests/reference_vita.py is absent)}."""
+BENCHMARK_NAMES = ("vita_clip_b16",)
+
+
+def benchmark_models(name: str, num_frames: int = 8, num_classes: int = 400, img_size: int = 224,
+                     batch_size: int = 1, seed: int = 0, **kwargs) -> dict:
+    """``{"model": VitaCLIP, "input": float video (B, T, C, H, W)}`` for a speed comparison.
+
+    Weights are random (seeded); ``kwargs`` go to the variant (e.g. ``use_summary_token=False``).
+    The model scores videos against text: time evaluation like the engine's evaluator does,
+    ``text = model.encode_text()`` once, then ``model(video, text_features=text)``.
+    """
+    if name not in BENCHMARK_NAMES:
+        raise KeyError(f"unknown Vita-CLIP variant {name!r}; known: {', '.join(BENCHMARK_NAMES)}")
     torch.manual_seed(seed)
     model = vita_clip_b16(num_frames=num_frames, num_classes=num_classes, img_size=img_size,
                           **kwargs)
-    out = {"model": model, "reference": None}
-    if reference:
-        try:
-            from tests.reference_vita import reference_from_model
-        except ImportError:
-            logger.warning("tests/reference_vita.py not importable: no reference model")
-            return out
-        out["reference"] = reference_from_model(model)
-    return out
+    video = torch.randn(batch_size, num_frames, 3, img_size, img_size)
+    return {"model": model, "input": video}

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from .build import build_model
+from .build import BENCHMARK_NAMES, benchmark_models, build_model
+from .config import add_vita_config, validate_vita_config
 
-__all__ = ["FAMILY", "VitaCLIPFamily"]
+__all__ = ["FAMILY", "VitaCLIPFamily", "CLIP_MEAN", "CLIP_STD"]
 
+# the pixel statistics CLIP was trained with (0..1 RGB)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -18,16 +20,20 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class VitaCLIPFamily:
     name = "vita_clip"
     model_types = ("vita_clip",)
-    benchmark_names = ("vita_clip_b16",)
+    benchmark_names = BENCHMARK_NAMES
 
     def add_config(self, cfg) -> None:
-        """MODEL.VITA lives in engine/config.py for now (moved here by the redesign)."""
+        """Add ``MODEL.VITA`` (vita_clip/config.py)."""
+        add_vita_config(cfg)
 
     def validate(self, cfg) -> None:
-        """Checks live in engine/config.py / vita_clip.build for now."""
+        """ValueError("key MODEL.VITA.X: ...") for a config the model cannot be built from."""
+        validate_vita_config(cfg)
 
     def build(self, cfg, class_names=None):
-        return build_model(cfg)
+        """The model; ``class_names`` are required unless the config uses precomputed zero-shot
+        features (MODEL.VITA.ZEROSHOT_EVALUATION without text prompt learning)."""
+        return build_model(cfg, class_names)
 
     def normalization(self, cfg):
         return CLIP_MEAN, CLIP_STD
@@ -35,6 +41,10 @@ class VitaCLIPFamily:
     def example_input(self, cfg, batch_size: int = 1) -> torch.Tensor:
         size = int(cfg.DATA.IMG_SIZE)
         return torch.randn(batch_size, int(cfg.DATA.NUM_FRAMES), 3, size, size)
+
+    def benchmark_models(self, name: str, **kwargs) -> dict:
+        """``{"model", "input"}`` for ``vita_clip_b16`` (vita_clip/build.py:benchmark_models)."""
+        return benchmark_models(name, **kwargs)
 
 
 FAMILY = VitaCLIPFamily()

@@ -7,7 +7,7 @@ Input is float video (B, T, C, H, W) like every model of this repository; the of
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +35,10 @@ class VitaCLIP(nn.Module):
     * text prompt learning on: learned context + class names through the frozen text tower;
     * off, zero-shot evaluation on: precomputed features [C, E] (plain attribute, not a buffer);
     * off otherwise: plain class-name prompts through the frozen text tower.
+
+    Nothing is cached between calls: ``forward(video)`` encodes the class text every time (as
+    training needs); to score many videos, compute ``encode_text()`` once and pass it as
+    ``forward(video, text_features=...)`` (the engine's evaluator does).
     """
 
     def __init__(self, class_names: Sequence[str] = (), backbone=None,
@@ -79,10 +83,13 @@ class VitaCLIP(nn.Module):
         self.text_features = None
         if self.uses_precomputed_text:
             self.text_features = _load_features(zeroshot_text_features)
+            if self.class_names and len(self.class_names) != self.text_features.shape[0]:
+                raise ValueError(f"the zero-shot text features hold "
+                                 f"{self.text_features.shape[0]} classes but "
+                                 f"{len(self.class_names)} class names were given")
         self.backbone_report = None
         if backbone is not None:
             self.backbone_report = load_clip_weights(self, backbone)
-            logger.info("Vita-CLIP backbone: %s", self.backbone_report.summary())
         if use_text_prompt_learning:
             self.prompt_learner = TextPromptLearner(
                 self.class_names, self.textual.token_embedding, num_prompts=text_num_prompts,
@@ -90,14 +97,19 @@ class VitaCLIP(nn.Module):
                 context_length=text_context_length)
         elif not self.uses_precomputed_text:
             if not self.class_names:
-                raise ValueError("Vita-CLIP needs class names (DATA.LABEL_LIST) unless "
-                                 "MODEL.VITA.ZEROSHOT_EVALUATION uses precomputed features")
+                raise ValueError("Vita-CLIP needs class names unless MODEL.VITA."
+                                 "ZEROSHOT_EVALUATION uses precomputed features")
             self.register_buffer("class_tokens", tk.tokenize(
                 [tk.clean_class_name(n) for n in self.class_names], text_context_length),
                 persistent=False)
         self._freeze()
-        self._override_text = None  # features set by use_cached_text_features()
-        self._text_cache = None  # (key, features) while the text side is unchanged
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model scores by default (its own class list)."""
+        if self.uses_precomputed_text:
+            return int(self.text_features.shape[0])
+        return len(self.class_names)
 
     # ----------------------------------------------------------------------------------------
     # parameters
@@ -118,7 +130,6 @@ class VitaCLIP(nn.Module):
         report = load_clip_weights(self, source)
         if hasattr(self, "prompt_learner"):
             self.prompt_learner.refresh_embeddings(self.textual.token_embedding)
-        self._text_cache = None
         return report
 
     def no_weight_decay(self):
@@ -139,107 +150,82 @@ class VitaCLIP(nn.Module):
         if hasattr(self, "textual"):
             self.textual.grad_checkpointing = enable
 
-    def train(self, mode: bool = True):
-        if mode != self.training:  # eval() every validation loop keeps the cache
-            self._text_cache = None
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._text_cache = None
-        return super()._load_from_state_dict(*args, **kwargs)
-
     # ----------------------------------------------------------------------------------------
-    # text side
+    # text side (stateless: every call computes from the current weights)
     # ----------------------------------------------------------------------------------------
-    def _text_side_tensors(self):
-        tensors = []
-        for owner in ("textual", "prompt_learner"):
-            module = getattr(self, owner, None)
-            if module is not None:
-                tensors.extend(module.parameters())
-                tensors.extend(module.buffers())
-        return tensors
+    def text_prompt_mode(self, class_names: Optional[Sequence[str]] = None) -> str:
+        """How ``encode_text(class_names)`` turns names into features:
 
-    def _compute_text_features(self) -> torch.Tensor:
-        if self.use_text_prompt_learning:
-            return self.textual(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
-        return self.textual.encode_tokens(self.class_tokens)
-
-    def class_text_features(self) -> torch.Tensor:
-        """Un-normalised text features [C, E] of the model's own classes.
-
-        When no gradient can reach them (no grad mode, or nothing trainable on the text side)
-        they are computed once and reused until a text-side tensor changes (checked through
-        the tensors' version counters) or train()/load_state_dict() is called.
+        * ``"learned"``: the model's own classes through its learned prompts;
+        * ``"learned-generic"``: other names with the learned generic (not class-specific)
+          context;
+        * ``"class-only"``: plain class-name prompts through the frozen text tower (a
+          class-specific context belongs to the training classes; or no prompt learning);
+        * ``"precomputed"``: the features file of the official zero-shot path (own classes).
         """
-        if self._override_text is not None:
-            return self._override_text
-        if self.uses_precomputed_text:
-            return self.text_features
-        tensors = self._text_side_tensors()
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        if needs_grad:
-            return self._compute_text_features()
-        # dtype/device changes (model.double(), .to()) and autocast change the result too
-        device = tensors[0].device
-        key = (torch.is_inference_mode_enabled(), tensors[0].dtype, device,
-               torch.is_autocast_enabled(device.type)) + tuple((id(t), t._version) for t in tensors)
-        if self._text_cache is not None and self._text_cache[0] == key:
-            return self._text_cache[1]
-        with torch.no_grad():
-            features = self._compute_text_features()
-        self._text_cache = (key, features)
-        return features
-
-    @torch.no_grad()
-    def encode_text_features(self, class_names: Sequence[str]) -> torch.Tensor:
-        """Un-normalised text features [C, E] for any class names.
-
-        * the model's own class list with learned prompts: exactly the training-time features;
-        * generic (not class-specific) learned context: that context with the new names;
-        * class-specific context or no prompt learning: plain class-name prompts ("class-only")
-          through the frozen CLIP text tower.
-        """
+        own = class_names is None or [str(n) for n in class_names] == self.class_names
         if not hasattr(self, "textual"):
+            if own:
+                return "precomputed"
             raise ValueError("this model has no text tower (MODEL.VITA.ZEROSHOT_EVALUATION with "
                              "precomputed features); build it with USE_TEXT_PROMPT_LEARNING or "
                              "ZEROSHOT_EVALUATION False to encode new class names")
-        class_names = [str(n) for n in class_names]
         learner = getattr(self, "prompt_learner", None)
-        if learner is not None and class_names == self.class_names:
-            return self.textual(learner(), learner.tokenized_prompts)
-        if learner is not None and not learner.csc:
-            prompts, tokens = learner.prompts_for(class_names, self.textual.token_embedding)
+        if learner is None:
+            return "class-only"
+        if own:
+            return "learned"
+        return "class-only" if learner.csc else "learned-generic"
+
+    def encode_text(self, class_names: Optional[Sequence[str]] = None) -> torch.Tensor:
+        """Un-normalised class text features [C, E].
+
+        ``class_names`` None (or the model's own list): its own classes, exactly the features
+        training uses (gradients reach the learned context unless called under no_grad). Other
+        names: see ``text_prompt_mode``. Callers that score many videos against the same classes
+        compute this once and pass it to ``forward(video, text_features=...)``.
+        """
+        mode = self.text_prompt_mode(class_names)
+        if mode == "precomputed":
+            return self.text_features
+        if mode == "learned":
+            return self.textual(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
+        if mode == "learned-generic":
+            prompts, tokens = self.prompt_learner.prompts_for(class_names,
+                                                              self.textual.token_embedding)
             return self.textual(prompts, tokens)
-        tokens = tk.tokenize([tk.clean_class_name(n) for n in class_names],
+        if class_names is None:  # class-only prompts of the own classes: tokenised once
+            return self.textual.encode_tokens(self.class_tokens)
+        tokens = tk.tokenize([tk.clean_class_name(str(n)) for n in class_names],
                              self.text_context_length)
         return self.textual.encode_tokens(tokens)
 
-    def text_prompt_mode(self, class_names: Sequence[str]) -> str:
-        """Which prompt encode_text_features() uses for these names (part of the cache key)."""
-        learner = getattr(self, "prompt_learner", None)
-        if learner is not None and [str(n) for n in class_names] == self.class_names:
-            return "learned"
-        if learner is not None and not learner.csc:
-            return "learned-generic"
-        return "class-only"
+    def text_state_dict(self, class_names: Optional[Sequence[str]] = None) -> dict:
+        """The tensors ``encode_text(class_names)`` reads (for a cache key of its result)."""
+        mode = self.text_prompt_mode(class_names)
+        if mode == "precomputed":
+            return {"text_features": self.text_features}
+        tensors = {f"textual.{k}": v for k, v in self.textual.state_dict().items()}
+        if mode == "learned":
+            tensors.update((f"prompt_learner.{k}", v)
+                           for k, v in self.prompt_learner.state_dict().items())
+        elif mode == "learned-generic":
+            tensors["prompt_learner.ctx"] = self.prompt_learner.ctx
+        return tensors
 
-    def use_cached_text_features(self, features: Optional[torch.Tensor],
-                                 class_names: Optional[Sequence[str]] = None) -> None:
-        """Use fixed text features [C, E] (e.g. another label set) instead of the text side;
-        None restores the model's own. Kept as a plain attribute, cast in forward."""
-        if features is not None and features.dim() != 2:
-            raise ValueError(f"text features must be [classes, embed_dim], got "
-                             f"{tuple(features.shape)}")
-        self._override_text = None if features is None else features.detach()
-        self.eval_class_names = list(class_names) if class_names is not None else None
+    @property
+    def text_config(self) -> dict:
+        """Settings that change ``encode_text`` without changing a tensor (for a cache key)."""
+        return dict(self.text_prompt_settings, context_length=self.text_context_length)
 
-    def set_class_names(self, class_names: Sequence[str], cache_dir: Optional[str] = None):
-        """Evaluate on another label set: encode (or load from the disk cache) its features."""
-        from .cache import zero_shot_classifier
-        features = zero_shot_classifier(self, class_names, cache_dir)
-        self.use_cached_text_features(features, class_names)
-        return features
+    @staticmethod
+    def num_classes_in(state_dict) -> Optional[int]:
+        """How many classes the class-dependent text tensors of a Vita-CLIP state dict hold
+        (a model must be built with that many names to load it); None when it has none."""
+        for key, value in state_dict.items():
+            if key.endswith("prompt_learner.token_prefix"):
+                return int(value.shape[0])
+        return None
 
     # ----------------------------------------------------------------------------------------
     # forward
@@ -251,11 +237,17 @@ class VitaCLIP(nn.Module):
                              f"{tuple(video.shape)}")
         return self.visual(video.transpose(1, 2))
 
-    def forward(self, video: torch.Tensor, return_features: bool = False):
-        """Logits [B, C] for video (B, T, C, H, W); with return_features also the L2-normalised
-        video [B, E] and text [C, E] features."""
+    def forward(self, video: torch.Tensor, text_features: Optional[torch.Tensor] = None,
+                return_features: bool = False):
+        """Logits [B, C] for video (B, T, C, H, W) against ``text_features`` [C, E] (default:
+        ``encode_text()``, the own classes); with return_features also the L2-normalised video
+        [B, E] and text [C, E] features."""
         video_features = self.encode_video(video)
-        text_features = self.class_text_features()
+        if text_features is None:
+            text_features = self.encode_text()
+        elif text_features.dim() != 2:
+            raise ValueError(f"text features must be [classes, embed_dim], got "
+                             f"{tuple(text_features.shape)}")
         text_features = text_features.to(device=video_features.device,
                                          dtype=video_features.dtype)
         video_features = video_features / video_features.norm(dim=-1, keepdim=True)
@@ -284,7 +276,3 @@ def _load_features(source) -> torch.Tensor:
         raise ValueError(f"zero-shot text features must be [classes, embed_dim], got "
                          f"{tuple(features.shape)}")
     return features.detach()
-
-
-def as_class_names(value: Union[str, Sequence[str]]) -> list:
-    return tk.read_class_names(value) if isinstance(value, str) else list(value)

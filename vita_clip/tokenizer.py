@@ -1,4 +1,4 @@
-"""CLIP tokenisation for Vita-CLIP prompts and class-name file reading.
+"""CLIP tokenisation for Vita-CLIP prompts.
 
 The ids are those of OpenAI CLIP's byte-level BPE (open_clip ships the same vocabulary file):
 ``[SOT, tokens..., EOT]`` padded with id 0 to the context length. Unlike open_clip's callable,
@@ -7,15 +7,12 @@ used directly as an index.
 """
 from __future__ import annotations
 
-import csv
 import functools
-import os
-from typing import Iterable, List, Sequence
+from typing import List, Sequence
 
 import torch
 
-__all__ = ["get_tokenizer", "encode", "tokenize", "read_class_names", "prompt_prefix_words",
-           "clean_class_name"]
+__all__ = ["get_tokenizer", "encode", "tokenize", "prompt_prefix_words", "clean_class_name"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,64 +53,3 @@ def prompt_prefix_words(num_prompts: int, init: str) -> str:
     if init:
         return init.replace("_", " ")
     return " ".join(["X"] * num_prompts)
-
-
-def read_class_names(path: str) -> List[str]:
-    """Class names from a file: one name per line, or CSV ``id,name`` with a header line.
-
-    CSV rows are put in id order and the ids must be 0..C-1 without gaps.
-    """
-    if not path:
-        raise ValueError("no class-name file given: set DATA.LABEL_LIST to a file with one class "
-                         "name per line (or the CSV form `id,name` with a header)")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"class-name file not found: {path} (DATA.LABEL_LIST)")
-    with open(path, "r", encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise ValueError(f"{path}: the class-name file is empty")
-    if lines[0].strip().lower().replace(" ", "") == "id,name":
-        return _read_csv_names(path, lines[1:])
-    names = []
-    for number, line in enumerate(lines, start=1):
-        name = line.strip()
-        if not name:
-            raise ValueError(f"{path} line {number}: empty class name; remove the blank line")
-        names.append(name)
-    _check_unique(names, path)
-    return names
-
-
-def _read_csv_names(path: str, rows: Iterable[str]) -> List[str]:
-    by_id = {}
-    for number, row in enumerate(csv.reader(rows), start=2):
-        if not row:
-            continue
-        if len(row) < 2:
-            raise ValueError(f"{path} line {number}: expected `id,name`, got {','.join(row)!r}")
-        try:
-            idx = int(row[0])
-        except ValueError:
-            raise ValueError(f"{path} line {number}: class id {row[0]!r} is not an "
-                             f"integer") from None
-        if idx in by_id:
-            raise ValueError(f"{path} line {number}: class id {idx} appears twice")
-        by_id[idx] = ",".join(row[1:]).strip()
-    if sorted(by_id) != list(range(len(by_id))):
-        missing = sorted(set(range(max(by_id) + 1)) - set(by_id))[:5]
-        raise ValueError(f"{path}: class ids must be 0..{len(by_id) - 1} without gaps; "
-                         f"missing e.g. {missing}")
-    names = [by_id[i] for i in range(len(by_id))]
-    _check_unique(names, path)
-    return names
-
-
-def _check_unique(names: List[str], path: str) -> None:
-    seen = {}
-    for i, name in enumerate(names):
-        if name in seen:
-            raise ValueError(f"{path}: class name {name!r} appears twice (entries {seen[name]} "
-                             f"and {i}); class names must be unique")
-        seen[name] = i

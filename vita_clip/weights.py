@@ -24,6 +24,7 @@ from typing import Dict, List, Mapping, Union
 
 import torch
 import torch.nn as nn
+from timm.models import clean_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -145,17 +146,14 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 
 
 def unwrap_state_dict(data, source: str = "checkpoint") -> Dict[str, torch.Tensor]:
-    """Strip `state_dict`/`model` wrappers and DDP's `module.` prefix."""
+    """The tensors under `state_dict`/`model` wrappers, without DDP/compile key prefixes."""
     for key in ("state_dict", "model"):
         if isinstance(data, Mapping) and key in data and isinstance(data[key], Mapping):
             data = data[key]
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a state dict, got {type(data).__name__}")
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, torch.Tensor):
-            out[key[len("module."):] if key.startswith("module.") else key] = value
-    return out
+    tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    return clean_state_dict(tensors)
 
 
 # ------------------------------------------------------------------------------------------

@@ -31,24 +31,28 @@ from typing import Callable, Iterable, Sequence
 
 import yaml
 
-from .checkpoint import atomic_write_bytes, atomic_write_text
-from .config import ConfigError, load_cfg
+from datasets.fileio import atomic_write_bytes, atomic_write_text
+from engine.config import ConfigError, load_cfg
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Variant", "ROW_COLUMNS", "load_ablation", "variant_cfg", "run_variant",
-           "run_experiments", "write_reports", "atomic_write_text", "atomic_write_bytes",
+__all__ = ["Variant", "VariantRunError", "ROW_COLUMNS", "load_ablation", "variant_cfg",
+           "run_variant", "run_experiments", "write_reports", "rows_markdown", "rows_csv",
            "opts_to_cli"]
 
 ROW_COLUMNS = ("variant", "top1", "top5", "params_m", "gflops", "train_clips_per_s", "wall_s")
 STATE_FILE = "experiment.json"
 EVAL_FILE = "eval_results.json"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout: tools/train.py for torchrun
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # Keys that change how a run is executed or logged but not its result; a finished variant
 # stays valid when only these differ.
 _NON_RESULT_KEYS = ("OUTPUT", "PRINT_FREQ", "DATA.NUM_WORKERS", "DATA.PIN_MEMORY", "TAG",
                     "TRAIN.AUTO_RESUME", "MODEL.RESUME", "LOCAL_RANK", "SAVE_FREQ")
+
+
+class VariantRunError(RuntimeError):
+    """A variant's training or testing did not finish (a failed launch, a missing output)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,31 +240,20 @@ def _accuracy(results: dict, key: str, path: Path) -> float:
 
 
 def _model_cost(cfg) -> tuple[float, float]:
-    """(parameters in millions, GFLOPs of one view) with the project's counter (tools/flops.py)."""
-    import torch
+    """(parameters in millions, GFLOPs of one view) with the project's counter (engine.flops)."""
+    from engine.flops import config_cost
 
-    from tools.flops import count_gflops
-    from .build import build_model
-    from .config import VIDEO_FOCALNET_TYPES
-
-    cfg = cfg.clone()
-    cfg.defrost()
-    if cfg.MODEL.TYPE in VIDEO_FOCALNET_TYPES:
-        cfg.TRAIN.PRETRAINED_PATH = ""  # weights do not change the count
-    model = build_model(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    video = torch.randn(1, cfg.DATA.NUM_FRAMES, 3, cfg.DATA.IMG_SIZE, cfg.DATA.IMG_SIZE)
-    gflops, _ = count_gflops(model, video)
-    return params / 1e6, float(gflops)
+    cost = config_cost(cfg)
+    return cost["params"] / 1e6, float(cost["gflops"])
 
 
 def _train_in_process(cfg) -> None:
-    from .trainer import train
+    from engine.trainer import train
     train(cfg)
 
 
 def _test_in_process(cfg, checkpoint: str) -> None:
-    from .evaluation import test
+    from engine.evaluation import test
     test(cfg, checkpoint)
 
 
@@ -294,7 +287,7 @@ def _torchrun(script: str, cfg_file: str | None, opts: Sequence[str], nproc: int
     log("launching: " + " ".join(cmd))
     result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{script} exited with status {result.returncode}: {' '.join(cmd)}")
+        raise VariantRunError(f"{script} exited with status {result.returncode}: {' '.join(cmd)}")
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -341,7 +334,7 @@ def run_variant(variant: Variant, base_cfg: str | None, output_dir: str, base_op
         _save_state(state_path, state)
         checkpoint = run_dir / "latest.pth"
         if not checkpoint.is_file():
-            raise RuntimeError(f"[{variant.name}] training left no {checkpoint}")
+            raise VariantRunError(f"[{variant.name}] training left no {checkpoint}")
         log(f"[{variant.name}] testing {checkpoint.name} ({cfg.TEST.NUM_CLIP} clips x "
             f"{cfg.TEST.NUM_CROP} crops per video)")
         t0 = time.perf_counter()
@@ -355,7 +348,7 @@ def run_variant(variant: Variant, base_cfg: str | None, output_dir: str, base_op
         _save_state(state_path, state)
     results = _read_json(eval_path)
     if results is None:
-        raise RuntimeError(f"[{variant.name}] evaluation wrote no {eval_path}")
+        raise VariantRunError(f"[{variant.name}] evaluation wrote no {eval_path}")
     params_m, gflops = _model_cost(cfg)
     clips, seconds = _train_throughput(run_dir)
     row = {
