@@ -16,11 +16,14 @@ def build_model(cfg, class_names=None) -> nn.Module:
 
     The registered family of MODEL.TYPE builds it (engine/registry.py); ``class_names`` are
     passed to it as they are (the engine reads them from the config's class list when None).
+    Model-zoo names in the family's ``weight_keys`` become local files first (engine/zoo.py).
     """
     try:
         family = model_family(cfg.MODEL.TYPE)
     except KeyError as err:
         raise ConfigError(f"key MODEL.TYPE: {err.args[0]}") from None
+    from .zoo import resolve_config_weights
+    cfg = resolve_config_weights(cfg, getattr(family, "weight_keys", ()))
     return family.build(cfg, class_names)
 
 

@@ -44,8 +44,12 @@ def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {where}. Download it or fix the path.")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if str(path).endswith(".safetensors"):  # timm's format on the Hugging Face Hub
+            from safetensors.torch import load_file
+            ckpt = load_file(path, device="cpu")
+        else:
+            with torch.serialization.safe_globals(_SAFE_GLOBALS):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError and friends: say what to do
         raise RuntimeError(f"cannot read checkpoint {where} with torch.load(weights_only=True): "
                            f"{err}. Re-save only the weights: "

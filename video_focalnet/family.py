@@ -21,6 +21,8 @@ class VideoFocalNetFamily:
     model_types = tuple(f"videofocalnet_{v}" for v in VARIANTS) + \
         tuple(f"video_focalnet_{v}" for v in VARIANTS) + ("videofocalnet_custom",)
     benchmark_names = tuple(f"video_focalnet_{v}" for v in VARIANTS)
+    # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
+    weight_keys = ("TRAIN.PRETRAINED_PATH",)
 
     def add_config(self, cfg) -> None:
         """MODEL.FOCAL lives in engine/config.py for now (moved here by the redesign)."""

@@ -19,6 +19,8 @@ class VitaCLIPFamily:
     name = "vita_clip"
     model_types = ("vita_clip",)
     benchmark_names = ("vita_clip_b16",)
+    # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
+    weight_keys = ("MODEL.VITA.BACKBONE_PATH",)
 
     def add_config(self, cfg) -> None:
         """MODEL.VITA lives in engine/config.py for now (moved here by the redesign)."""
