@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from .model import VARIANTS, build_model
+from .pretrained import set_weights_locator
 
 __all__ = ["FAMILY", "VideoFocalNetFamily"]
 
@@ -23,6 +24,8 @@ class VideoFocalNetFamily:
     benchmark_names = tuple(f"video_focalnet_{v}" for v in VARIANTS)
     # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
     weight_keys = ("TRAIN.PRETRAINED_PATH",)
+    # The engine's zoo hands its fetch function here for timm pretrained=True (pretrained.py)
+    set_weights_locator = staticmethod(set_weights_locator)
 
     def add_config(self, cfg) -> None:
         """MODEL.FOCAL lives in engine/config.py for now (moved here by the redesign)."""
