@@ -278,19 +278,12 @@ def test_backbone_path_openai_name_reads_a_torch_written_archive(env, server, fi
     assert not (env / "ViT-B-16.pt.sha256").exists()  # a published hash needs no record
 
 
-@pytest.mark.parametrize("kind", ["scripted", "traced", "hand-made"])
+@pytest.mark.parametrize("kind", ["scripted", "traced"])
 def test_torchscript_archives_are_read_without_running_code(kind, files, tmp_path, monkeypatch):
+    """Archives the installed torch writes (tests/test_vita_clip_io.py has the hand-made one)."""
     from vita_clip.weights import read_torchscript_state_dict
-    if kind == "hand-made":
-        from tests.test_vita_clip_io import _Traceable, module_from_state_dict, openai_state_dict
-        expected = _Traceable(module_from_state_dict(openai_state_dict())).state_dict()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.jit.save(torch.jit.trace(_Traceable(module_from_state_dict(
-                openai_state_dict())), torch.zeros(1)), str(tmp_path / "a.pt"))
-    else:
-        expected = files["clip"].state_dict()
-        (tmp_path / "a.pt").write_bytes(files[f"{kind}.pt"])
+    expected = files["clip"].state_dict()
+    (tmp_path / "a.pt").write_bytes(files[f"{kind}.pt"])
     pickles = [n for n in zipfile.ZipFile(tmp_path / "a.pt").namelist() if n.endswith("data.pkl")]
     if kind == "scripted":  # the typed-list helper that used to be refused is really there
         assert b"build_intlist" in zipfile.ZipFile(tmp_path / "a.pt").read(pickles[0])
