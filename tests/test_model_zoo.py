@@ -437,7 +437,8 @@ def test_google_drive_confirmation_page_is_followed(env, server, monkeypatch):
     monkeypatch.delenv("VIDEO_WEIGHTS_MIRROR")
     assert Path(zoo.fetch(entry.name, progress=False)).read_bytes() == data
     assert [p for p, _ in server.requests] == [
-        "/uc?export=download&id=1AbC-d_E", "/download?id=1AbC-d_E&export=download&confirm=t&uuid=u-1"]
+        "/uc?export=download&id=1AbC-d_E",
+        "/download?id=1AbC-d_E&export=download&confirm=t&uuid=u-1"]
     # a page that is not Drive's (a sign-in page, an expired link) is an error, not a file
     server.pages["/signin"] = "<html><body><a href='/login'>Sign in</a></body></html>"
     with pytest.raises(download.DownloadError, match="web page instead of the file"):
