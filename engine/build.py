@@ -20,6 +20,7 @@ def build_model(cfg, class_names=None) -> nn.Module:
 
     The registered family of MODEL.TYPE builds it (engine/registry.py); ``class_names`` are
     passed to it as they are (the engine reads them from the config's class list when None).
+    Model-zoo names in the family's ``weight_keys`` become local files first (engine/zoo.py).
     """
     try:
         family = model_family(cfg.MODEL.TYPE)
@@ -27,6 +28,8 @@ def build_model(cfg, class_names=None) -> nn.Module:
         raise ConfigError(f"key MODEL.TYPE: {err.args[0]}") from None
     if class_names is None:
         class_names = config_class_names(cfg)
+    from .zoo import resolve_config_weights  # weights given by model-zoo name -> cached file
+    cfg = resolve_config_weights(cfg, getattr(family, "weight_keys", ()))
     try:
         return family.build(cfg, class_names)
     except ValueError as err:  # families say "key X: what is wrong; what to do"

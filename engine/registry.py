@@ -18,6 +18,17 @@ the installed distributions (``setup.py``), and a test or a user can add one at 
 ``benchmark_names``       the variant names ``benchmark_models`` accepts
 ========================  ==========================================================================
 
+Optional attributes, used when present:
+
+========================  ==========================================================================
+``weight_keys``           config keys holding weight files; the engine resolves model-zoo names
+                          in them to cached files before ``build`` (engine/zoo.py)
+``set_weights_locator``   receives the zoo's fetch function (timm ``pretrained=True``)
+``designs``, ``design_of(cfg)``  the design options a benchmark / FLOP table can vary
+========================  ==========================================================================
+
+With ``EVAL_MODE`` set, ``build`` reads no weight file: the weights come from a checkpoint.
+
 Kept deliberately small: one dict, no decorators, no inheritance (PySlowFast's MODEL_REGISTRY).
 """
 from __future__ import annotations

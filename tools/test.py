@@ -1,5 +1,8 @@
 """Evaluate a checkpoint with multi-view testing: ``tools/test.py --cfg FILE --checkpoint PATH``.
 
+``--checkpoint`` also takes a model-zoo name (``python tools/download_weights.py --list``), which is
+downloaded once and verified; ``--cfg`` then defaults to the config the weights were released with.
+
 Views per video: TEST.NUM_CLIP x TEST.NUM_CROP. Writes OUTPUT/eval_results.json and
 OUTPUT/predictions.csv. Runs under plain ``python`` or ``torchrun`` (videos split over processes).
 """
@@ -16,9 +19,11 @@ from tools._cli import make_main, new_parser  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, metavar="FILE", help="config YAML")
-    parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="weights: ours, or the official Video-FocalNet / Vita-CLIP files")
+    parser.add_argument("--cfg", metavar="FILE",
+                        help="config YAML (default for a zoo name: its released config)")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH|NAME",
+                        help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or a "
+                             "model-zoo name such as video_focalnet_tiny_k400")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. --opts TEST.NUM_CLIP 4 TEST.NUM_CROP 3")
     parser.add_argument("--batch-size", type=int, help="TEST.BATCH_SIZE (videos per process)")
@@ -28,7 +33,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def released_config(checkpoint: str) -> str:
+    """The config a zoo checkpoint was released with (for a run without --cfg)."""
+    from engine import zoo
+    from engine.config import ConfigError
+    entry = zoo.lookup(checkpoint)
+    if entry is None or not entry.configs:
+        raise ConfigError("--cfg FILE is needed (the checkpoint is not a model-zoo name with a "
+                          "released config)")
+    return entry.configs[0]  # load_cfg finds bundled configs from any directory
+
+
 def run(args: argparse.Namespace) -> None:
+    from engine import zoo
     from engine.config import load_cfg
     from engine.evaluation import test
     opts = list(args.opts)
@@ -36,10 +53,11 @@ def run(args: argparse.Namespace) -> None:
         opts += ["TEST.BATCH_SIZE", str(args.batch_size)]
     if args.output is not None:
         opts += ["OUTPUT", args.output]
-    cfg = load_cfg(args.cfg, opts)
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
-    test(cfg, args.checkpoint)
+    cfg = load_cfg(args.cfg or released_config(args.checkpoint), opts)
+    checkpoint = zoo.resolve(args.checkpoint, "--checkpoint")  # a zoo name: fetched here
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    test(cfg, checkpoint)
 
 
 main = make_main(parse_args, run)

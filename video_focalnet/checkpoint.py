@@ -35,7 +35,7 @@ _HEAD_KEYS = ("head.weight", "head.bias")
 _SAFE_GLOBALS = [(OrderedDict, "yacs.config.CfgNode")]
 
 
-def _read_weights(path: str, key: str | None = None) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor]:
     """The model state dict in a FocalNet weight file: ``{"model": ...}`` (official, microsoft
     and this project's checkpoints), ``{"state_dict": ...}`` or a bare state dict (timm), with
     DDP / torch.compile prefixes removed. ``key`` names the config key of ``path`` for errors."""
@@ -43,8 +43,12 @@ def _read_weights(path: str, key: str | None = None) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {where}. Download it or fix the path.")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if str(path).endswith(".safetensors"):  # timm's format on the Hugging Face Hub
+            from safetensors.torch import load_file
+            ckpt = load_file(path, device="cpu")
+        else:
+            with torch.serialization.safe_globals(_SAFE_GLOBALS):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError and friends: say what to do
         raise RuntimeError(f"cannot read checkpoint {where} with torch.load(weights_only=True): "
                            f"{err}. Re-save only the weights: "
@@ -136,7 +140,7 @@ def load_pretrained(model: nn.Module, path: str, key: str | None = None) -> dict
     Shape mismatches and checkpoint keys the model has no place for raise an error.
     Returns ``{"copied", "inflated", "new", "head"}`` key lists and logs a summary.
     """
-    source = _read_weights(path, key)
+    source = read_state_dict(path, key)
     fmt = "timm FocalNet" if _is_timm_focalnet(source) else None
     if fmt:
         source = convert_timm_focalnet(source)
@@ -182,7 +186,7 @@ def load_pretrained(model: nn.Module, path: str, key: str | None = None) -> dict
 
 def load_video_checkpoint(model: nn.Module, path: str) -> None:
     """Load a released / trained Video-FocalNet checkpoint (``{"model": state_dict}``) strictly."""
-    state_dict = _read_weights(path)
+    state_dict = read_state_dict(path)
     if _is_timm_focalnet(state_dict):
         state_dict = convert_timm_focalnet(state_dict)
     target = model.state_dict()

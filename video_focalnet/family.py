@@ -14,6 +14,7 @@ from .checkpoint import load_pretrained
 from .config import add_focal_config, model_kwargs_from_cfg, validate_focal_config
 from .model import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VideoFocalNet
 from .modulation import ST_DESIGNS
+from .pretrained import set_weights_locator
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class VideoFocalNetFamily:
         tuple(f"video_focalnet_{v}" for v in VARIANTS) + ("videofocalnet_custom",)
     benchmark_names = tuple(f"video_focalnet_{v}" for v in VARIANTS)
     designs = ST_DESIGNS  # the benchmark's ``design`` option (MODEL.FOCAL.ST_DESIGN)
+    # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
+    weight_keys = ("TRAIN.PRETRAINED_PATH",)
+    # The engine's zoo hands its fetch function here for timm pretrained=True (pretrained.py)
+    set_weights_locator = staticmethod(set_weights_locator)
 
     def add_config(self, cfg) -> None:
         """Add ``MODEL.FOCAL`` (video_focalnet/config.py)."""

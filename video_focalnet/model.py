@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .checkpoint import checkpoint_filter_fn
 from .modulation import ST_DESIGNS, build_modulation
+from .pretrained import drop_loaded_state_dict, released_cfgs, with_released_weights
 
 __all__ = ["PatchEmbed", "VideoFocalNetBlock", "VideoFocalNetStage", "VideoFocalNet",
            "VARIANTS", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -309,13 +310,20 @@ def _cfg(**kwargs) -> dict:
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> VideoFocalNet:
     size = variant.rsplit("_", 1)[-1]
-    return build_model_with_cfg(VideoFocalNet, variant, pretrained,
-                                pretrained_filter_fn=checkpoint_filter_fn,
-                                **{**VARIANTS[size], **kwargs})
+    if pretrained:  # released weights by tag (video_focalnet/pretrained.py)
+        kwargs["pretrained_cfg"] = with_released_weights(
+            variant, kwargs.pop("pretrained_cfg", None), kwargs.pop("pretrained_cfg_overlay", None))
+    model = build_model_with_cfg(VideoFocalNet, variant, pretrained,
+                                 pretrained_filter_fn=checkpoint_filter_fn,
+                                 **{**VARIANTS[size], **kwargs})
+    drop_loaded_state_dict(model)
+    return model
 
 
-default_cfgs = generate_default_cfgs({f"video_focalnet_{size}.untrained": _cfg()
-                                     for size in VARIANTS})
+# Released tags first (the first tag of an architecture is its default), then ".untrained".
+default_cfgs = generate_default_cfgs({**released_cfgs(_cfg),
+                                      **{f"video_focalnet_{size}.untrained": _cfg()
+                                         for size in VARIANTS}})
 
 
 @register_model

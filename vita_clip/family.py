@@ -21,6 +21,8 @@ class VitaCLIPFamily:
     name = "vita_clip"
     model_types = ("vita_clip",)
     benchmark_names = BENCHMARK_NAMES
+    # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
+    weight_keys = ("MODEL.VITA.BACKBONE_PATH",)
 
     def add_config(self, cfg) -> None:
         """Add ``MODEL.VITA`` (vita_clip/config.py)."""

@@ -61,6 +61,17 @@ _STORAGE_DTYPES = {
 }
 
 
+# Archives written by torch.jit.save wrap typed lists in these helpers (torch.jit._pickle): each
+# only hands back the list it is given (restore_type_tag also drops a type string). They are
+# replaced by an identity function of ours, so the list is read as data and no torch.jit code runs.
+_JIT_LIST_HELPERS = ("build_intlist", "build_tensorlist", "build_doublelist", "build_boollist",
+                     "restore_type_tag")
+
+
+def _returns_first_argument(value, *unused):
+    return value
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Rebuilds tensors and module attribute dicts; refuses every other global."""
 
@@ -79,6 +90,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return collections.OrderedDict
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
+        if module == "torch.jit._pickle" and name in _JIT_LIST_HELPERS:
+            return _returns_first_argument
         raise pickle.UnpicklingError(
             f"{self._source}: refusing to load global {module}.{name} from the archive (only "
             f"tensors are read; the file may not be a CLIP checkpoint)")
