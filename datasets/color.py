@@ -90,9 +90,9 @@ def to_planar(clip: torch.Tensor, frame_order: torch.Tensor | None = None,
 
     ``reuse``: write into this thread's scratch buffer, which the next ``reuse`` call overwrites
     (train_transform copies the result out with ``from_planar`` before that)."""
-    if frame_order is not None:
-        clip = clip.index_select(0, frame_order)
     t, c, h, w = clip.shape
+    if frame_order is not None:  # gathered as (T, H, W, C): whole frames of a channels-last clip
+        clip = clip.permute(0, 2, 3, 1).index_select(0, frame_order).permute(0, 3, 1, 2)
     if reuse:
         planar = _SCRATCH.get("planar", c, t, h, w)
     else:
@@ -111,14 +111,18 @@ def from_planar(planar: torch.Tensor, frame_order: torch.Tensor | None = None) -
 # ------------------------------------------------------------------------------------------------
 # Ops on planar clips (3, N, H, W), in place
 # ------------------------------------------------------------------------------------------------
-def _luma(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, H, W) luma of planar ``x``, computed as torchvision does (three products, two sums)."""
-    if out is None:
-        return _LUMA[0] * x[0] + _LUMA[1] * x[1] + _LUMA[2] * x[2]
-    scratch = _SCRATCH.get("luma", *out.shape)
-    torch.mul(x[0], _LUMA[0], out=out)
-    out.add_(torch.mul(x[1], _LUMA[1], out=scratch))
-    return out.add_(torch.mul(x[2], _LUMA[2], out=scratch))
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) luma of planar ``x``, computed as torchvision does (three products, two sums):
+    bit-identical grayscale."""
+    return _LUMA[0] * x[0] + _LUMA[1] * x[1] + _LUMA[2] * x[2]
+
+
+def _mix_channels(x: torch.Tensor, weights, out: torch.Tensor) -> torch.Tensor:
+    """``out`` (K, N, H, W) = weights (K, 3) applied to the channel planes of ``x``: one matrix
+    product that reads the clip once (the luma inside the jitter; channel differences)."""
+    matrix = torch.tensor(weights, dtype=x.dtype)
+    torch.mm(matrix, x.reshape(3, -1), out=out.view(len(weights), -1))
+    return out
 
 
 def _blend_(x: torch.Tensor, factor: torch.Tensor, luma_weight: torch.Tensor,
@@ -129,7 +133,7 @@ def _blend_(x: torch.Tensor, factor: torch.Tensor, luma_weight: torch.Tensor,
     (1 - f for the op's y, 0 for the others; all 0 and f = 1 leave a frame unchanged)."""
     n = x.shape[1]
     if bool(luma_weight.any()) or bool(mean_weight.any()):
-        gray = _luma(x, out=_SCRATCH.get("gray", *x.shape[1:]))
+        gray = _mix_channels(x, [_LUMA], _SCRATCH.get("gray", 1, *x.shape[1:]))[0]
         offset = gray.mean(dim=(1, 2)).mul_(mean_weight)
         gray.mul_(luma_weight.view(n, 1, 1)).add_(offset.view(n, 1, 1))
         torch.addcmul(gray, x, factor.view(1, n, 1, 1), out=x)
@@ -138,39 +142,43 @@ def _blend_(x: torch.Tensor, factor: torch.Tensor, luma_weight: torch.Tensor,
     x.clamp_(0.0, 1.0)
 
 
+# Rows: g - b, b - r, r - g, the hue sextant's numerator when R, G, B holds the maximum.
+_CHANNEL_DIFFERENCES = [[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]]
+
+
 def _shift_hue_(x: torch.Tensor, shift: torch.Tensor) -> None:
     """Rotate the HSV hue of every pixel by ``shift`` (N,) turns, keeping saturation and value.
 
     HSV -> RGB is f(n) = v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6 for
-    n = 5, 3, 1 (R, G, B). A hue rotation keeps v = max(R, G, B) and v*s = max - min (the
-    chroma), and with u = k - 2 folded into [-3, 3] the weight is clamp(2 - |u|, 0, 1). The hue
-    sextant 6h comes from the channel holding the maximum (ties go to R, then G, as
-    torchvision), found with ceil(max - channel), which is 0 exactly where the channel is the
-    maximum (differences lie in [0, 1])."""
-    plane = x.shape[1:]
-    maxc, chroma, not_r, b_max, g_max, diff, sextant = (
-        _SCRATCH.get(name, *plane) for name in ("maxc", "chroma", "not_r", "b_max", "g_max",
-                                                "diff", "sextant"))
-    u = _SCRATCH.get("u", 3, *plane)
-    r, g, b = x[0], x[1], x[2]
+    n = 5, 3, 1 (R, G, B). A hue rotation keeps v = max(R, G, B), min(R, G, B) and their
+    difference, the chroma v*s; with u = k - 2 folded into [-3, 3], each channel is
+    min + chroma * clamp(|u| - 1, 0, 1). The hue sextant 6h comes from the channel holding the
+    maximum (ties go to R, then G, as torchvision), found with ceil(max - channel), which is 0
+    exactly where the channel is the maximum (differences lie in [0, 1])."""
+    n, h, w = x.shape[1:]
+    work = _SCRATCH.get("hue", 12, n, h, w)
+    maxc, minc, chroma, sextant, not_r, not_g = work[:6].unbind(0)
+    which_max, diffs = work[6:9], work[9:12]  # one-hot R, G, B max; g - b, b - r, r - g
+    r, g, b = x.unbind(0)
     torch.maximum(torch.maximum(g, b, out=maxc), r, out=maxc)
-    torch.minimum(torch.minimum(g, b, out=chroma), r, out=chroma).neg_().add_(maxc)
-    torch.sub(maxc, r, out=not_r).ceil_()
-    torch.sub(maxc, g, out=b_max).ceil_().mul_(not_r)  # neither R nor G holds the maximum
-    torch.sub(not_r, b_max, out=g_max)
-    # 6h * chroma from the maximum's sextant: R: g - b; G: 2 chroma + b - r; B: 4 chroma + r - g
-    torch.sub(g, b, out=diff)
-    torch.addcmul(diff, not_r, diff, value=-1.0, out=sextant)
-    sextant.addcmul_(g_max, torch.sub(b, r, out=diff))
-    sextant.addcmul_(b_max, torch.sub(r, g, out=diff))
-    sextant.div_(diff.copy_(chroma).clamp_min_(torch.finfo(x.dtype).tiny))  # grey: 0 / tiny = 0
-    sextant.add_(not_r.add_(b_max), alpha=2.0).add_(shift.view(-1, 1, 1) * 6.0)
-    torch.add(sextant.unsqueeze(0),
-              torch.tensor(_HUE_CHANNEL_OFFSETS, dtype=x.dtype).view(3, 1, 1, 1), out=u)
-    folds = _SCRATCH.get("folds", *u.shape)
-    u.sub_(torch.mul(u, 1.0 / 6.0, out=folds).round_(), alpha=6.0)  # fold into [-3, 3]
-    weight = u.abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
-    torch.addcmul(maxc, weight, chroma, value=-1.0, out=x)
+    torch.minimum(torch.minimum(g, b, out=minc), r, out=minc)
+    torch.sub(maxc, minc, out=chroma)
+    torch.sub(maxc, x[:2], out=work[4:6]).ceil_()  # not_r, not_g: 1 where R (G) is not the max
+    b_max = torch.mul(not_r, not_g, out=which_max[2])
+    torch.sub(not_r, b_max, out=which_max[1])
+    torch.sub(1.0, not_r, out=which_max[0])
+    # 6h = (numerator of the max's sextant) / chroma + 0, 2 or 4 (R, G, B max) + 6 * shift
+    _mix_channels(x, _CHANNEL_DIFFERENCES, diffs).mul_(which_max)
+    torch.sum(diffs, dim=0, out=sextant)
+    sextant.div_(torch.clamp_min(chroma, torch.finfo(x.dtype).tiny, out=not_g))  # grey: 0
+    sextant.add_(not_r.add_(b_max), alpha=2.0).add_(shift.view(-1, 1, 1), alpha=6.0)
+    u = torch.add(sextant, _hue_offsets(x.dtype), out=diffs)
+    u.sub_(torch.mul(u, 1.0 / 6.0, out=which_max).round_(), alpha=6.0)  # fold into [-3, 3]
+    torch.addcmul(minc, u.abs_().sub_(1.0).clamp_(0.0, 1.0), chroma, out=x)
+
+
+def _hue_offsets(dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(_HUE_CHANNEL_OFFSETS, dtype=dtype).view(3, 1, 1, 1)
 
 
 def jitter_planar_(x: torch.Tensor, draw: JitterDraw) -> None:
