@@ -38,9 +38,10 @@ class JitterDraw:
     orders: torch.Tensor
 
     def frame_order(self) -> torch.Tensor:
-        """Frames sorted (stably) by the step at which they change hue."""
-        hue_step = (self.orders == HUE).nonzero()[:, 1]
-        return torch.argsort(hue_step, stable=True)
+        """Frames sorted (stably) by the step at which they change hue (a Python sort: a few
+        frames, where a tensor sort costs more to set up than to run)."""
+        hue_step = [order.index(HUE) for order in self.orders.tolist()]
+        return torch.tensor(sorted(range(len(hue_step)), key=hue_step.__getitem__))
 
 
 def draw_jitter(num_frames: int, generator: torch.Generator, brightness=0.4, contrast=0.4,
@@ -105,7 +106,9 @@ def from_planar(planar: torch.Tensor, frame_order: torch.Tensor | None = None) -
     frames = planar.transpose(0, 1)
     if frame_order is None:
         return frames.contiguous()
-    return frames.index_select(0, torch.argsort(frame_order))
+    inverse = torch.empty_like(frame_order)
+    inverse[frame_order] = torch.arange(len(frame_order))
+    return frames.index_select(0, inverse)
 
 
 # ------------------------------------------------------------------------------------------------
