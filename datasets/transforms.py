@@ -108,7 +108,7 @@ def color_jitter_clip(clip: torch.Tensor, generator: torch.Generator, brightness
     ``clip`` float (T, 3, H, W) in [0, 1]; returns a new clip."""
     draw = draw_jitter(clip.shape[0], generator, brightness, contrast, saturation, hue)
     order = draw.frame_order()
-    planar = clip.index_select(0, order).transpose(0, 1).to(torch.float32, copy=True)
+    planar = clip.index_select(0, order).transpose(0, 1).to(torch.float32).contiguous()
     jitter_planar_(planar, draw)
     return from_planar(planar, order).to(clip.dtype)
 
