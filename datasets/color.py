@@ -3,9 +3,10 @@
 The clip is converted once from uint8 (T, 3, H, W) to a planar float buffer (3, T, H, W) in
 [0, 1]: every colour op then works in place on whole, contiguous channel planes (r, g, b each
 (T, H, W)), and normalisation writes the final (T, 3, H, W) layout back. No pixel op loops over
-frames in Python (only the per-frame random draws do, to keep their order) and none uses a data-dependent select (``torch.where``, masked writes): with a random
-mask such a select cost about 100x an add of the same size on the 2-core development CPU (8 ms
-against 0.08 ms for 400k floats; branch mispredictions), so every choice is made with arithmetic.
+frames in Python (only the per-frame random draws do, to keep their order) and none uses a
+data-dependent select (``torch.where``, masked writes): with a random mask such a select cost
+about 100x an add of the same size on the 2-core development CPU (8 ms against 0.08 ms for 400k
+floats; branch mispredictions), so every choice is made with arithmetic.
 
 Colour jitter keeps the reference's per-frame re-draw (torchvision ColorJitter called frame by
 frame): each frame has its own brightness, contrast, saturation and hue factors and its own op
