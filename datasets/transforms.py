@@ -136,8 +136,9 @@ def _seeded_global_rngs(seed: int):
     then restore the caller's states (timm's transforms draw from the global generators).
 
     Only the CPU generator is seeded: ``torch.manual_seed`` also queues a seed for every lazily
-    initialised accelerator backend and records a stack trace each time (3 ms per call here, 25 ms
-    of a RandAugment clip), and no transform here draws from a device generator."""
+    initialised accelerator backend and records a stack trace each time (about 0.9 ms per call
+    here: 7 of the 32 ms CPU of an 8-frame 224 RandAugment clip), and no transform here draws from
+    a device generator."""
     py_state, np_state = random.getstate(), np.random.get_state()
     torch_state = torch.get_rng_state()
     random.seed(seed)
