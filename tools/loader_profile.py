@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from datasets.benchmark import make_benchmark_video  # noqa: E402
+from datasets.benchmark import benchmark_settings, make_benchmark_video  # noqa: E402
 from datasets.decoding import load_frames  # noqa: E402
 from datasets.sampling import sample_dense_indices, sample_segment_indices  # noqa: E402
 from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform  # noqa: E402
@@ -165,10 +165,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--ops", action="store_true",
                         help="profile the augmentation per operator instead (340p, segment)")
     args = parser.parse_args(argv)
-    from engine.config import get_cfg
-    cfg = get_cfg()
-    cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE = 8, 224
-    cfg.AUG.COLOR_JITTER, cfg.AUG.GRAY_SCALE = 0.8, 0.2  # the released configs' augmentation
+    cfg = benchmark_settings()  # the released configs' augmentation, as the loader benchmark
     torch.set_num_threads(1)
     results = {"num_iters": args.num_iters, "baseline": args.baseline, "cells": {}}
     with tempfile.TemporaryDirectory() as tmp:
