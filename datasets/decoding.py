@@ -7,13 +7,14 @@ indices (repeats allowed). decord and PyAV give identical pixels for the same in
 Frame ``i`` is the i-th frame in presentation order. PyAV builds that table by demuxing packets
 (no decoding), then for each run of needed frames that no keyframe separates seeks to the keyframe
 before it and decodes forward only up to its last frame, skipping non-reference frames nobody
-asked for. decord's ``get_batch`` cannot do either, so PyAV is the faster decoder (README, Loader
-speed).
+asked for and draining the decoder as soon as the last wanted packet is in. decord's
+``get_batch`` cannot do any of this, so PyAV is the faster decoder (docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import glob
 import os
+import threading
 from typing import Callable
 
 import numpy as np
@@ -103,11 +104,15 @@ def _pyav_decode_range(container, stream, table, pts_to_index, needed, seek_posi
     (a non-reference B-frame) is not decoded at all: FFmpeg's skip_frame NONREF is switched on
     packet by packet for every packet whose timestamp is not one we need. Segment sampling over a
     whole video decodes nearly every frame, so this saves a third of the decoding time on x264
-    files with B-frames. Frames are then placed by their timestamps only."""
+    files with B-frames. Once the packet of every requested frame has gone into the decoder, the
+    decoder is drained instead of fed: with B-frames it holds frames back until later packets
+    arrive, and those later frames would be decoded for nothing. Frames are then placed by their
+    timestamps only."""
     import av
     container.seek(int(table[seek_position]), stream=stream, backward=True, any_frame=False)
     codec = stream.codec_context
     needed_pts = {int(table[i]) for i in needed}
+    unsent = set(needed_pts)  # requested frames whose packet the decoder has not had yet
     got: dict[int, np.ndarray] = {}
     position = None
     try:
@@ -115,7 +120,14 @@ def _pyav_decode_range(container, stream, table, pts_to_index, needed, seek_posi
             if skip_unneeded:
                 codec.skip_frame = ("DEFAULT" if packet.pts is None or packet.pts in needed_pts
                                     else "NONREF")
-            for frame in codec.decode(packet):
+            frames = codec.decode(packet)
+            drain = skip_unneeded and packet.pts is not None and packet.pts in unsent
+            if drain:
+                unsent.discard(packet.pts)
+                drain = not unsent
+                if drain:
+                    frames = frames + codec.decode(None)
+            for frame in frames:
                 if frame.pts is not None and int(frame.pts) in pts_to_index:
                     position = pts_to_index[int(frame.pts)]
                 elif position is not None and not skip_unneeded:  # no usable timestamp: count on
@@ -125,14 +137,31 @@ def _pyav_decode_range(container, stream, table, pts_to_index, needed, seek_posi
                 if position > last:
                     return got
                 if position in needed:
-                    got[position] = frame.to_ndarray(format="rgb24")
+                    got[position] = _to_rgb(frame)
                     if len(got) == len(needed):
                         return got
+            if drain:
+                return got
     except av.error.FFmpegError:
         pass  # truncated/corrupt data: the caller reports the frames that are missing
     finally:
         codec.skip_frame = "DEFAULT"
     return got
+
+
+def _to_rgb(frame) -> np.ndarray:
+    """rgb24 (H, W, 3) through one swscale context kept per thread, converting on that one
+    thread: ``frame.to_ndarray(format="rgb24")`` sets up a new context for every frame and lets
+    swscale spread the work over every core, which a loader worker (one of one per core) must
+    not do. Same pixels (the conversion is the same FFmpeg code)."""
+    reformatter = getattr(_PER_THREAD, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+        reformatter = _PER_THREAD.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+
+
+_PER_THREAD = threading.local()
 
 
 def _pyav_load(path: str, index_fn: IndexFn) -> np.ndarray:
