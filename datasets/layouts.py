@@ -33,8 +33,9 @@ TEST_FILE.
 DATA.ROOT, as the published split lists need; missing videos are counted, reported and skipped.
 
 A layout that reads its own class names (HMDB51 folders, UCF101 classInd.txt, SSv2 labels.json)
-follows an explicit ``DATA.LABEL_LIST`` that names the same classes in another order or spelling
-(``kick_ball`` / ``kick ball``): its labels are renumbered to the list's order.
+follows the config's class list (``DATA.LABEL_LIST``, else the bundled one) when that names the
+same classes in another order or spelling (``kick_ball`` / ``kick ball``): its labels are
+renumbered to the list's order, the order the model's classes have.
 """
 from __future__ import annotations
 
@@ -207,17 +208,19 @@ def _normalised(name: str) -> str:
 
 
 def _follow_label_list(cfg, samples, layout_classes, where: str = ""):
-    """Samples and class names of a layout that reads its own class names, renumbered to an
-    explicit DATA.LABEL_LIST that names the same classes in another order or spelling; an
-    explicit list of other classes is an error."""
-    if not cfg.DATA.LABEL_LIST:
-        return samples, layout_classes
+    """Samples and class names of a layout that reads its own class names, renumbered to the
+    config's class list (DATA.LABEL_LIST, else the dataset's bundled list: the names the model
+    is built with) when that names the same classes in another order or spelling. An explicit
+    DATA.LABEL_LIST of other classes is an error; a bundled list of other classes (a subset, a
+    test folder) leaves the layout's own classes."""
     wanted = class_names(cfg)
-    if list(wanted) == list(layout_classes):
+    if not wanted or list(wanted) == list(layout_classes):
         return samples, layout_classes
     position = {_normalised(name): i for i, name in enumerate(wanted)}
     new_label = [position.get(_normalised(name)) for name in layout_classes]
     if len(position) != len(wanted) or len(wanted) != len(layout_classes) or None in new_label:
+        if not cfg.DATA.LABEL_LIST:
+            return samples, layout_classes
         raise AnnotationError(f"{cfg.DATA.LABEL_LIST}: class list differs from the "
                               f"{cfg.DATA.DATASET} layout{where} under {cfg.DATA.ROOT}; leave "
                               f"DATA.LABEL_LIST empty or list the same classes")
