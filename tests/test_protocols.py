@@ -74,7 +74,8 @@ def test_protocol_runs_and_configs():
     assert runs[0].opts["DATA.LABEL_LIST"] == "protocols/labels/hmdb_51_labels.csv"
     pairs = base2novel_variants("kinetics400")
     assert [v.name for v, _ in pairs] == ["s1", "s2", "s3"]
-    assert pairs[2][0].opts["DATA.TRAIN_FILE"] == "protocols/base_to_novel/k400_fs_base_s3_train.txt"
+    assert pairs[2][0].opts["DATA.TRAIN_FILE"] == \
+        "protocols/base_to_novel/k400_fs_base_s3_train.txt"
     assert pairs[0][1]["DATA.TEST_FILE"] == "protocols/base_to_novel/k400_novel_val.txt"
     assert pairs[0][1]["MODEL.NUM_CLASSES"] == 200
     with pytest.raises(ConfigError, match="among 2, 4, 8, 16"):

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PROTOCOLS", "SplitSpec", "split_label_map", "k600_split_classes", "protocol_splits",
            "split_cfg", "split_loader", "build_zero_shot_model", "summarize", "format_table",
-           "run_zero_shot", "protocol_file", "RESULTS_FILE"]
+           "run_zero_shot", "protocol_file", "listed_videos", "RESULTS_FILE"]
 
 PROTOCOLS = ("k600", "k600_seeded", "hmdb51", "ucf101", "custom")
 RESULTS_FILE = "zero_shot_results.json"
@@ -219,7 +219,12 @@ def listed_videos(cfg, split: str) -> int | None:
     if not cfg.DATA.FIND_BY_NAME:
         return None
     file = datasets.annotation_file(cfg, split)
-    return len(datasets.read_list_file(file)) if file else None
+    if not file or file.endswith(".json"):  # an official layout, not a list file
+        return None
+    try:
+        return len(datasets.read_list_file(file))
+    except datasets.AnnotationError:  # not a list file (e.g. an official Kinetics CSV)
+        return None
 
 
 def split_loader(cfg, spec: SplitSpec):
