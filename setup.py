@@ -1,7 +1,8 @@
 """Install the library packages: `pip install -e .` or `pip install .` (dependencies pinned in
 requirements.txt).
 
-Package data: the class lists in datasets/labels/, and the released configs (configs/**/*.yaml),
+Package data: the class lists in datasets/labels/, the published protocol split files in
+datasets/protocols/, and the released configs (configs/**/*.yaml),
 installed as `engine/configs/` so that `engine.config.load_cfg("configs/...yaml")` finds them
 from any working directory (see engine/config.py).
 """
@@ -45,7 +46,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*", "tools", "tools.*"]) + ["engine.configs"],
     package_dir={"engine.configs": "configs"},
-    package_data={"datasets": ["labels/*.txt", "labels/*.csv", "labels/*.md"],
+    package_data={"datasets": ["labels/*.txt", "labels/*.csv", "labels/*.md",
+                               "protocols/*.md", "protocols/*/*.txt", "protocols/*/*.csv"],
                   "engine.configs": ["**/*.yaml"]},
     include_package_data=True,
     install_requires=read_requirements(),

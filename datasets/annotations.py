@@ -16,7 +16,7 @@ import re
 
 __all__ = ["AnnotationError", "read_class_names", "read_list_file", "is_kinetics_csv",
            "read_kinetics_csv", "read_ssv2", "read_hmdb51", "read_ucf101", "find_videos",
-           "VIDEO_EXTENSIONS", "ssv2_template_to_name", "numbered_lines"]
+           "find_listed_videos", "VIDEO_EXTENSIONS", "ssv2_template_to_name", "numbered_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,39 @@ def find_videos(root: str, split: str | None = None) -> dict[str, str]:
             if stem not in index or rel_top in preferred:
                 index[stem] = path
     return index
+
+
+def find_listed_videos(samples: list[tuple[str, int]], root: str, source: str = "list file"
+                       ) -> tuple[list[tuple[str, int]], int]:
+    """Listed videos resolved by file name under ``root``, and how many are missing there.
+
+    For published split lists (``train/<id>_000010_000020.mp4 3``, ``v_Typing_g10_c04.avi 0``,
+    ``74225.webm 28``): an entry is used as ``root/<entry>`` when that file exists, else it is
+    looked up by file stem anywhere below ``root`` (any extension of VIDEO_EXTENSIONS). Missing
+    entries are counted, reported once and skipped; none found at all is an error."""
+    found: list[tuple[str, int]] = []
+    missing = 0
+    index: dict[str, str] | None = None
+    for entry, label in samples:
+        direct = _join(root, entry)
+        if os.path.isfile(direct):
+            found.append((direct, label))
+            continue
+        if index is None:
+            index = find_videos(root)  # walked once, only when a name needs it
+        stem = os.path.splitext(os.path.basename(entry.replace("\\", "/")))[0]
+        path = index.get(stem)
+        if path is None:
+            missing += 1
+        else:
+            found.append((path, label))
+    if not found:
+        raise AnnotationError(f"{source}: none of the {len(samples)} listed videos were found "
+                              f"under {root} (looked up by file name); check DATA.ROOT")
+    if missing:
+        logger.warning("%s: %d of %d listed videos are missing under %s (not downloaded?); "
+                       "they are skipped", source, missing, len(samples), root)
+    return found, missing
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,7 +24,18 @@ Class names a config means (``class_names(cfg)``): ``DATA.LABEL_LIST`` when set,
 default of ``DATA.DATASET``, else None. A ``DATA.LABEL_LIST`` that does not exist but names a
 bundled file the way released configs do (``configs/labels/kinetics_400_labels.csv``,
 ``labels/...``, ``datasets/labels/...``) reads the bundled copy, so configs keep loading from any
-working directory and from an installed wheel.
+working directory and from an installed wheel. The same holds for the published protocol files
+shipped in ``datasets/protocols/`` (``protocols/few_shot/hmdb_train1_16shot.txt``,
+``protocols/labels/hmdb_51_labels.csv``), as DATA.LABEL_LIST or as DATA.TRAIN_FILE / VAL_FILE /
+TEST_FILE.
+
+``DATA.FIND_BY_NAME`` (list files only): entries are file names looked up anywhere under
+DATA.ROOT, as the published split lists need; missing videos are counted, reported and skipped.
+
+A layout that reads its own class names (HMDB51 folders, UCF101 classInd.txt, SSv2 labels.json)
+follows the config's class list (``DATA.LABEL_LIST``, else the bundled one) when that names the
+same classes in another order or spelling (``kick_ball`` / ``kick ball``): its labels are
+renumbered to the list's order, the order the model's classes have.
 """
 from __future__ import annotations
 
@@ -33,19 +44,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .annotations import (AnnotationError, is_kinetics_csv, read_class_names, read_hmdb51,
-                          read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
+from .annotations import (AnnotationError, find_listed_videos, is_kinetics_csv, read_class_names,
+                          read_hmdb51, read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
 from .synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from .synthetic import ensure_synthetic, synthetic_settings
 
 __all__ = ["LAYOUTS", "register_layout", "layout_names", "load_annotations", "class_names",
-           "default_class_names", "bundled_class_file", "resolve_label_list", "LABELS_DIR",
-           "SYNTHETIC_DEFAULT_ROOT"]
+           "default_class_names", "bundled_class_file", "bundled_protocol_file",
+           "resolve_label_list", "resolve_bundled_path", "annotation_file", "LABELS_DIR",
+           "PROTOCOLS_DIR", "SYNTHETIC_DEFAULT_ROOT"]
 
 LABELS_DIR = Path(__file__).resolve().parent / "labels"  # package data, also in the wheel
+PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"  # published split files (data)
 SYNTHETIC_DEFAULT_ROOT = "data/synthetic"
-# Prefixes under which configs name the bundled class lists (configs/labels/ is the old home).
-_BUNDLED_PREFIXES = ("configs/labels/", "datasets/labels/", "labels/")
+# Prefixes under which configs name bundled files (configs/labels/ is the class lists' old home).
+_BUNDLED_PREFIXES = (("configs/labels/", LABELS_DIR), ("datasets/labels/", LABELS_DIR),
+                     ("labels/", LABELS_DIR), ("datasets/protocols/", PROTOCOLS_DIR),
+                     ("protocols/", PROTOCOLS_DIR))
 
 Reader = Callable[[object, str], tuple]
 
@@ -105,20 +120,34 @@ def bundled_class_file(file_name: str) -> str:
     return str(path)
 
 
-def resolve_label_list(path: str) -> str:
+def bundled_protocol_file(relative_path: str) -> str:
+    """Path of a published protocol file shipped in ``datasets/protocols/``
+    (e.g. ``k600_zero_shot/split1_val.txt``; see its README.md)."""
+    path = PROTOCOLS_DIR / relative_path
+    if not path.is_file():
+        raise FileNotFoundError(f"no bundled protocol file {relative_path!r} in {PROTOCOLS_DIR} "
+                                f"(folders: k600_zero_shot, few_shot, base_to_novel, labels)")
+    return str(path)
+
+
+def resolve_bundled_path(path: str) -> str:
     """``path`` itself when it exists; else the bundled file it names (``configs/labels/X``,
-    ``labels/X``, ``datasets/labels/X``); else ``path`` unchanged (reading it reports it)."""
+    ``labels/X``, ``datasets/labels/X`` -> class lists; ``protocols/X``, ``datasets/protocols/X``
+    -> published protocol files); else ``path`` unchanged (reading it reports it)."""
     if not path or os.path.exists(path) or os.path.isabs(path):
         return path
     normalised = path.replace("\\", "/")
     while normalised.startswith("./"):
         normalised = normalised[2:]
-    for prefix in _BUNDLED_PREFIXES:
+    for prefix, folder in _BUNDLED_PREFIXES:
         if normalised.startswith(prefix):
-            bundled = LABELS_DIR / normalised[len(prefix):]
+            bundled = folder / normalised[len(prefix):]
             if bundled.is_file():
                 return str(bundled)
     return path
+
+
+resolve_label_list = resolve_bundled_path  # the name DATA.LABEL_LIST readers know
 
 
 def default_class_names(dataset_name: str) -> list[str] | None:
@@ -144,12 +173,15 @@ def class_names(cfg) -> list[str] | None:
 # The built-in layouts
 # ------------------------------------------------------------------------------------------------
 def annotation_file(cfg, split: str) -> str:
-    """DATA.TRAIN_FILE / VAL_FILE / TEST_FILE for a split (test falls back to VAL_FILE)."""
+    """DATA.TRAIN_FILE / VAL_FILE / TEST_FILE for a split (test falls back to VAL_FILE); a
+    bundled protocol file named as ``protocols/...`` resolves to the shipped copy."""
     if split == "train":
-        return cfg.DATA.TRAIN_FILE
-    if split == "test" and cfg.DATA.TEST_FILE:
-        return cfg.DATA.TEST_FILE
-    return cfg.DATA.VAL_FILE
+        file = cfg.DATA.TRAIN_FILE
+    elif split == "test" and cfg.DATA.TEST_FILE:
+        file = cfg.DATA.TEST_FILE
+    else:
+        file = cfg.DATA.VAL_FILE
+    return resolve_bundled_path(file)
 
 
 def _first_file(root: str, names: list[str]) -> str:
@@ -164,7 +196,35 @@ def _first_file(root: str, names: list[str]) -> str:
 
 def _read_list(cfg, file: str):
     classes = class_names(cfg)
-    return read_list_file(file, cfg.DATA.ROOT, len(classes) if classes else None), classes
+    num_classes = len(classes) if classes else None
+    if not cfg.DATA.get("FIND_BY_NAME", False):
+        return read_list_file(file, cfg.DATA.ROOT, num_classes), classes
+    listed = read_list_file(file, "", num_classes)
+    return find_listed_videos(listed, cfg.DATA.ROOT, source=file)[0], classes
+
+
+def _normalised(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def _follow_label_list(cfg, samples, layout_classes, where: str = ""):
+    """Samples and class names of a layout that reads its own class names, renumbered to the
+    config's class list (DATA.LABEL_LIST, else the dataset's bundled list: the names the model
+    is built with) when that names the same classes in another order or spelling. An explicit
+    DATA.LABEL_LIST of other classes is an error; a bundled list of other classes (a subset, a
+    test folder) leaves the layout's own classes."""
+    wanted = class_names(cfg)
+    if not wanted or list(wanted) == list(layout_classes):
+        return samples, layout_classes
+    position = {_normalised(name): i for i, name in enumerate(wanted)}
+    new_label = [position.get(_normalised(name)) for name in layout_classes]
+    if len(position) != len(wanted) or len(wanted) != len(layout_classes) or None in new_label:
+        if not cfg.DATA.LABEL_LIST:
+            return samples, layout_classes
+        raise AnnotationError(f"{cfg.DATA.LABEL_LIST}: class list differs from the "
+                              f"{cfg.DATA.DATASET} layout{where} under {cfg.DATA.ROOT}; leave "
+                              f"DATA.LABEL_LIST empty or list the same classes")
+    return [(path, new_label[label]) for path, label in samples], list(wanted)
 
 
 def read_list_layout(cfg, split: str):
@@ -202,7 +262,9 @@ def read_ssv2_layout(cfg, split: str):
     file = file or os.path.join(label_dir, "train.json" if split == "train" else "validation.json")
     nested = os.path.join(root, "20bn-something-something-v2")
     video_root = nested if os.path.isdir(nested) else root
-    return read_ssv2(file, os.path.join(os.path.dirname(file), "labels.json"), video_root)
+    samples, classes = read_ssv2(file, os.path.join(os.path.dirname(file), "labels.json"),
+                                 video_root)
+    return _follow_label_list(cfg, samples, classes, where=" (labels.json)")
 
 
 def _official_split_layout(reader):
@@ -210,11 +272,7 @@ def _official_split_layout(reader):
         if annotation_file(cfg, split):
             return read_list_layout(cfg, split)
         samples, layout_classes = reader(cfg.DATA.ROOT, cfg.DATA.SPLIT, split)
-        if cfg.DATA.LABEL_LIST and class_names(cfg) != layout_classes:
-            raise AnnotationError(f"{cfg.DATA.LABEL_LIST}: class list differs from the "
-                                  f"{cfg.DATA.DATASET} layout under {cfg.DATA.ROOT}; leave "
-                                  f"DATA.LABEL_LIST empty")
-        return samples, layout_classes
+        return _follow_label_list(cfg, samples, layout_classes)
     read.__doc__ = f"The official folders and split files ({reader.__name__}), or list files."
     return read
 

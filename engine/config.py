@@ -64,6 +64,7 @@ _C.DATA.DECODER = "decord"  # decord | pyav | frames (folders of pre-extracted J
 _C.DATA.SAMPLING = "segment"  # segment: one frame per segment (reference TSN); dense: strided clip
 _C.DATA.FRAME_INTERVAL = 16  # stride between frames for SAMPLING dense (Vita-CLIP uses 16)
 _C.DATA.SPLIT = 1  # official split (1-3) for HMDB51 / UCF101 layouts
+_C.DATA.FIND_BY_NAME = False  # list-file entries are file names found anywhere under DATA.ROOT
 _C.DATA.MEAN = []  # pixel mean on 0..1 RGB; empty: load_cfg fills the model family's own
 _C.DATA.STD = []  # pixel std on 0..1 RGB; empty: load_cfg fills the model family's own
 _C.DATA.MAX_BAD_FRACTION = 0.5  # stop if more than this fraction of an epoch's videos fail to decode

@@ -3,7 +3,8 @@
 Builds the wheel from a copy of the sources, installs it with pip into a fresh virtual
 environment, and runs the public API there from an empty working directory: every registered
 model family builds a tiny model, every dataset layout's bundled class list reads, a released
-config loads by its repository path, and a tiny Video-FocalNet trains one epoch on a tiny
+config loads by its repository path, the published protocol files are there (a protocol
+config's list and class files resolve to them), and a tiny Video-FocalNet trains one epoch on a tiny
 synthetic set and is tested from its checkpoint.
 
 The new environment reuses the third-party packages of the running one without copying them:
@@ -48,6 +49,13 @@ SCRIPT = textwrap.dedent("""
                      for name in datasets.layout_names()}
     released = load_cfg("configs/video_focalnet/kinetics400/tiny.yaml")
     out["released"] = [released.MODEL.TYPE, len(datasets.class_names(released))]
+    out["protocols"] = {rel: len(datasets.read_list_file(datasets.bundled_protocol_file(rel)))
+                        for rel in ("k600_zero_shot/split3_val.txt",
+                                    "few_shot/ssv2_train1_2shot.txt",
+                                    "base_to_novel/k400_novel_val.txt")}
+    few_shot = load_cfg("configs/vita_clip/few_shot/hmdb51.yaml")
+    out["few_shot"] = [datasets.annotation_file(few_shot, "train"),
+                       len(datasets.class_names(few_shot))]
 
     tiny = {"video_focalnet": ["MODEL.TYPE", "videofocalnet_custom",
                                "MODEL.FOCAL.EMBED_DIM", "8", "MODEL.FOCAL.DEPTHS", "[1, 1]",
@@ -151,6 +159,11 @@ def test_wheel_works_outside_the_checkout(venv, tmp_path):
                              "hmdb51": 51, "ucf101": 101, "diving48": 48, "activitynet": 200,
                              "synthetic": 10}
     assert out["released"] == ["videofocalnet_tiny", 400]
+    assert out["protocols"] == {"k600_zero_shot/split3_val.txt": 14136,
+                                "few_shot/ssv2_train1_2shot.txt": 348,
+                                "base_to_novel/k400_novel_val.txt": 9933}
+    train_list, num_classes = out["few_shot"]  # a protocol config's files, from the wheel
+    assert Path(train_list).resolve().is_relative_to(venv.resolve()) and num_classes == 51
     assert out["logits"] == {"video_focalnet": [2, 10], "vita_clip": [2, 10]}
     assert out["test"]["num_videos"] == 4 and 0.0 <= out["test"]["top1"] <= 100.0
     assert {"latest.pth", "config.yaml", "eval_results.json"} <= set(out["outputs"])

@@ -1,5 +1,7 @@
-"""Zero-shot protocols: K600 novel-split logic, and end-to-end UCF101/HMDB51 evaluation of a tiny
-random-init Vita-CLIP over three official splits, with the on-disk text-feature cache."""
+"""Zero-shot protocols: K600 seeded-split logic, the published K600 splits end to end on a
+generated Kinetics-600 folder (names as published, some videos missing), and end-to-end
+UCF101/HMDB51 evaluation of a tiny random-init Vita-CLIP over three official splits, with the
+on-disk text-feature cache."""
 from __future__ import annotations
 
 import json
@@ -90,7 +92,7 @@ def test_k600_loader_keeps_split_videos_reindexed(tmp_path):
                                   + "\n".join(rows) + "\n")
     cfg = load_cfg(str(TINY_VITA), ["DATA.ROOT", str(root), "DATA.DATASET", "kinetics400",
                                     "DATA.VAL_FILE", "somewhere/else.csv"] + FAST)
-    specs = protocol_splits(cfg, "k600", labels_dir)
+    specs = protocol_splits(cfg, "k600_seeded", labels_dir)
     assert [s.name for s in specs] == ["split1", "split2", "split3"]
     scfg = split_cfg(cfg, specs[0])
     assert scfg.DATA.DATASET == "kinetics600" and scfg.DATA.VAL_FILE == ""
@@ -103,7 +105,7 @@ def test_k600_loader_keeps_split_videos_reindexed(tmp_path):
 
 def test_bundled_k600_split_files_are_consistent():
     cfg = load_cfg(str(TINY_VITA))
-    specs = protocol_splits(cfg, "k600")  # the lists bundled with the datasets package
+    specs = protocol_splits(cfg, "k600_seeded")  # the lists bundled with the datasets package
     novel = datasets.read_class_names(datasets.bundled_class_file("k600_novel_classes.txt"))
     assert len(novel) == 220
     seen = set()
@@ -284,3 +286,70 @@ def test_zero_shot_model_without_the_training_class_list(tmp_path, vita_checkpoi
     # our own checkpoint stores its config, whose class list names the training classes
     model = build_zero_shot_model(cfg, str(ours), "ucf101")
     assert model.class_names == datasets.read_class_names(str(train_labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# The published Kinetics-600 splits, end to end
+# ---------------------------------------------------------------------------------------------
+def _k600_published_copy(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """Small copies of the published split lists (the first 2 videos of 2 classes of each split;
+    file names as published) with the real class files, and a Kinetics-600 folder
+    holding all but one of those videos: most under the folder their list names, one elsewhere
+    (found by name). Returns (protocols dir, dataset root, split -> (listed, found))."""
+    protocols = tmp_path / "protocols" / "k600_zero_shot"
+    protocols.mkdir(parents=True)
+    root = tmp_path / "k600"
+    chosen = {}
+    for s in (1, 2, 3):
+        published = Path(datasets.bundled_protocol_file(f"k600_zero_shot/split{s}_val.txt"))
+        (protocols / f"split{s}_classes.csv").write_bytes(
+            Path(datasets.bundled_protocol_file(f"k600_zero_shot/split{s}_classes.csv"))
+            .read_bytes())
+        lines = published.read_text().splitlines()
+        labels = ("0", "10") if s == 1 else ("0", "1")  # split 1's class 10 is in no other split
+        chosen[s] = [ln for label in labels
+                     for ln in [x for x in lines if x.split()[1] == label][:2]]
+        (protocols / f"split{s}_val.txt").write_text("\n".join(chosen[s]) + "\n")
+    others = {ln.split()[0] for s in (2, 3) for ln in chosen[s]}
+    absent = next(ln.split()[0] for ln in chosen[1] if ln.split()[0] not in others)
+    videos = sorted({ln.split()[0] for lines in chosen.values() for ln in lines} - {absent})
+    for n, rel in enumerate(videos):
+        folder, name = rel.split("/")
+        write_video(root / ("moved" if n % 3 == 0 else folder) / name, n, frames=6, size=32)
+    counts = {f"split{s}": (len(chosen[s]), sum(ln.split()[0] != absent for ln in chosen[s]))
+              for s in (1, 2, 3)}
+    return protocols.parent, root, counts
+
+
+@pytest.mark.slow
+def test_zero_shot_k600_published_splits_end_to_end(tmp_path, vita_checkpoint, capsys):
+    import tools.zero_shot as zero_shot_tool
+
+    checkpoint, train_labels, _ = vita_checkpoint
+    protocols, root, counts = _k600_published_copy(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--cfg", str(TINY_VITA), "--checkpoint", str(checkpoint), "--protocol", "k600",
+            "--protocols-dir", str(protocols), "--opts", "DATA.ROOT", str(root),
+            "DATA.LABEL_LIST", str(train_labels), "OUTPUT", str(out)] + [str(v) for v in FAST]
+    assert zero_shot_tool.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "missing" in printed and "1 of 4 listed videos missing locally" in printed
+    data = json.loads((out / RESULTS_FILE).read_text())
+    assert data["protocol"] == "k600" and data["text_prompts"] == ["class-only"]
+    for row in data["splits"]:
+        listed, found = counts[row["split"]]
+        assert row["num_classes"] == 160
+        assert (row["num_listed"], row["num_videos"], row["num_missing"]) == \
+            (listed, found, listed - found)
+        assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
+    assert data["mean_top1"] == pytest.approx(np.mean([r["top1"] for r in data["splits"]]))
+
+    # the published lists define the protocol: --opts cannot swap them for other files
+    specs = protocol_splits(load_cfg(str(TINY_VITA)), "k600", protocols_dir=protocols)
+    scfg = split_cfg(load_cfg(str(TINY_VITA)), specs[0],
+                     ["DATA.VAL_FILE", "other.txt", "DATA.ROOT", str(root)])
+    assert scfg.DATA.VAL_FILE == str(protocols / "k600_zero_shot" / "split1_val.txt")
+    assert scfg.DATA.ROOT == str(root) and scfg.DATA.FIND_BY_NAME
+    assert zero_shot_tool.main(argv[:6] + ["--protocols-dir", str(tmp_path / "nowhere")]
+                               + argv[8:]) == 2
+    assert "protocol file not found" in capsys.readouterr().err

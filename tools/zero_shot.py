@@ -1,12 +1,14 @@
 """Zero-shot evaluation of a Vita-CLIP checkpoint by class names only.
 
     python tools/zero_shot.py --cfg configs/vita_clip/k400/vita_clip_b16.yaml --checkpoint CKPT \
-        --protocol k600|hmdb51|ucf101|custom [--opts KEY VALUE ...]
+        --protocol k600|k600_seeded|hmdb51|ucf101|custom [--opts KEY VALUE ...]
 
 The config is the one the checkpoint was trained with; DATA.ROOT (and DATA.LABEL_LIST for
-`custom`) point at the target dataset. Per-split top-1/top-5 and mean ± std (population, ddof=0)
-go to the terminal and OUTPUT/zero_shot_results.json. Works under torchrun for multi-GPU eval.
-The protocols are described in tools/workflows/zero_shot.py.
+`custom`) point at the target dataset. `k600` is the published three-split protocol (the split
+files bundled in datasets/protocols/); `k600_seeded` this repository's own seeded splits.
+Per-split top-1/top-5 and mean ± std (population, ddof=0) go to the terminal and
+OUTPUT/zero_shot_results.json. Works under torchrun for multi-GPU eval. The protocols are
+described in tools/workflows/zero_shot.py and docs/protocols.md.
 """
 from __future__ import annotations
 
@@ -27,8 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="checkpoint: ours (engine format) or the reference's ({'model': ...})")
     parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
     parser.add_argument("--labels-dir", default=None,
-                        help="folder with the K600 class lists and novel splits (default: the "
-                             "lists bundled with the datasets package)")
+                        help="k600_seeded: folder with the K600 class lists and seeded novel "
+                             "splits (default: the lists bundled with the datasets package)")
+    parser.add_argument("--protocols-dir", default=None,
+                        help="k600: folder laid out like datasets/protocols/ "
+                             "(k600_zero_shot/split{1,2,3}_{classes.csv,val.txt}); default: the "
+                             "published files bundled with the datasets package")
     parser.add_argument("--text-cache-dir", default=None,
                         help="text-feature cache (default: MODEL.VITA.TEXT_CACHE_DIR, else "
                              "OUTPUT/text_cache)")
@@ -41,7 +47,8 @@ def run(args: argparse.Namespace) -> None:
     from tools.workflows.zero_shot import run_zero_shot
     cfg = load_cfg(args.cfg, args.opts)
     run_zero_shot(cfg, args.checkpoint, args.protocol, user_opts=args.opts,
-                  labels_dir=args.labels_dir, cache_dir=args.text_cache_dir)
+                  labels_dir=args.labels_dir, cache_dir=args.text_cache_dir,
+                  protocols_dir=args.protocols_dir)
 
 
 def main(argv=None) -> int:

@@ -2,9 +2,14 @@
 ``encode_text``, e.g. Vita-CLIP) evaluated on classes it was not trained on.
 
 Protocols (the X-CLIP / ViFi-CLIP setting the Vita-CLIP paper reports):
-- ``k600``: Kinetics-600 classes absent from Kinetics-400, three fixed 160-class splits (the
-  bundled ``k600_novel_split{1,2,3}.txt``); each split evaluates the K600 val videos of its 160
-  classes with labels re-indexed to the split file's order.
+- ``k600``: the three published Kinetics-600 zero-shot splits (``datasets/protocols/
+  k600_zero_shot/split{1,2,3}_{classes.csv,val.txt}``): 160 of the classes Kinetics-600 adds to
+  Kinetics-400 each, the videos and labels of the split's list, names found anywhere under
+  DATA.ROOT (``DATA.FIND_BY_NAME``). Videos missing locally are counted and reported; the results
+  say how many were listed and how many were scored. Published numbers use these splits.
+- ``k600_seeded``: this repository's own three 160-class splits of the 220 new classes (the
+  bundled ``k600_novel_split{1,2,3}.txt``, seed 600); each split evaluates the K600 val videos of
+  its 160 classes (the official CSV) with labels re-indexed to the split file's order.
 - ``hmdb51`` / ``ucf101``: the three official splits (``DATA.SPLIT`` 1..3), the test videos of each
   split, all 51 / 101 classes.
 - ``custom``: the dataset and class-name file (``DATA.LABEL_LIST``) of the config, its test split.
@@ -16,7 +21,8 @@ class-specific (CSC) context belongs to the training classes, so such a model us
 class-name prompts ("class-only").
 
 Results: top-1/top-5 per split, mean and **population** std (numpy ``ddof=0``) over the splits, in
-percent; written atomically to ``OUTPUT/zero_shot_results.json``.
+percent; with ``DATA.FIND_BY_NAME`` also the listed and missing video counts per split; written
+atomically to ``OUTPUT/zero_shot_results.json``.
 """
 from __future__ import annotations
 
@@ -45,9 +51,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PROTOCOLS", "SplitSpec", "split_label_map", "k600_split_classes", "protocol_splits",
            "split_cfg", "split_loader", "build_zero_shot_model", "summarize", "format_table",
-           "run_zero_shot", "RESULTS_FILE"]
+           "run_zero_shot", "protocol_file", "listed_videos", "RESULTS_FILE"]
 
-PROTOCOLS = ("k600", "hmdb51", "ucf101", "custom")
+PROTOCOLS = ("k600", "k600_seeded", "hmdb51", "ucf101", "custom")
 RESULTS_FILE = "zero_shot_results.json"
 K600_NUM_SPLITS = 3
 K600_SPLIT_SIZE = 160
@@ -60,6 +66,7 @@ class SplitSpec:
     opts: list = field(default_factory=list)  # KEY VALUE overrides on top of the user config
     dataset_split: str = "test"  # train | val | test for datasets.load_annotations
     keep_classes: list | None = None  # dataset classes kept, re-indexed to this list's order
+    fixed: tuple = ()  # keys of `opts` that the user's --opts do not override
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,6 +76,17 @@ def _class_list_file(name: str, labels_dir: str | os.PathLike | None = None) -> 
     """A class list shipped with the datasets package, or the file of that name in
     ``labels_dir`` when given (tests, or lists kept elsewhere)."""
     return str(Path(labels_dir) / name) if labels_dir else datasets.bundled_class_file(name)
+
+
+def protocol_file(relative_path: str, protocols_dir: str | os.PathLike | None = None) -> str:
+    """A published protocol file (``k600_zero_shot/split1_val.txt``) shipped with the datasets
+    package, or the file at that relative path under ``protocols_dir`` when given."""
+    if protocols_dir:
+        path = Path(protocols_dir) / relative_path
+        if not path.is_file():
+            raise ConfigError(f"{path}: protocol file not found (--protocols-dir {protocols_dir})")
+        return str(path)
+    return datasets.bundled_protocol_file(relative_path)
 
 
 def _normalise(name: str) -> str:
@@ -119,12 +137,15 @@ def k600_split_classes(split: int, labels_dir: str | os.PathLike | None = None) 
 # ---------------------------------------------------------------------------------------------
 # Protocols
 # ---------------------------------------------------------------------------------------------
-def protocol_splits(cfg, protocol: str, labels_dir: str | os.PathLike | None = None
-                    ) -> list[SplitSpec]:
+def protocol_splits(cfg, protocol: str, labels_dir: str | os.PathLike | None = None,
+                    protocols_dir: str | os.PathLike | None = None) -> list[SplitSpec]:
     """The evaluation splits of a protocol, as config overrides + which classes to keep.
 
     Annotation files of the training config are cleared so the target dataset's own layout
-    under DATA.ROOT is read (give DATA.VAL_FILE etc. in --opts to point elsewhere).
+    under DATA.ROOT is read (give DATA.VAL_FILE etc. in --opts to point elsewhere; not for
+    ``k600``, whose published lists define the protocol). ``labels_dir``: where the
+    ``k600_seeded`` class lists are; ``protocols_dir``: where the published files are (both
+    default to the copies bundled with the datasets package).
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown zero-shot protocol {protocol!r}; choose one of "
@@ -137,6 +158,17 @@ def protocol_splits(cfg, protocol: str, labels_dir: str | os.PathLike | None = N
         return [SplitSpec(name=f"split{s}", opts=opts + ["DATA.SPLIT", s], dataset_split="test")
                 for s in (1, 2, 3)]
     if protocol == "k600":
+        specs = []
+        for s in range(1, K600_NUM_SPLITS + 1):
+            classes = protocol_file(f"k600_zero_shot/split{s}_classes.csv", protocols_dir)
+            listing = protocol_file(f"k600_zero_shot/split{s}_val.txt", protocols_dir)
+            opts = ["DATA.DATASET", "kinetics600", "DATA.LABEL_LIST", classes,
+                    "DATA.TRAIN_FILE", "", "DATA.VAL_FILE", listing, "DATA.TEST_FILE", listing,
+                    "DATA.FIND_BY_NAME", True]
+            specs.append(SplitSpec(name=f"split{s}", opts=opts, dataset_split="test",
+                                   fixed=("DATA.VAL_FILE", "DATA.TEST_FILE", "DATA.FIND_BY_NAME")))
+        return specs
+    if protocol == "k600_seeded":
         if cfg.DATA.DATASET == "kinetics600" and cfg.DATA.LABEL_LIST:
             label_file, all_names = cfg.DATA.LABEL_LIST, datasets.class_names(cfg)
         else:
@@ -168,7 +200,8 @@ def split_cfg(cfg, spec: SplitSpec, user_opts: Sequence = ()):
         node[name] = value
     # the user's --opts win over the protocol's file keys (e.g. DATA.VAL_FILE), never over
     # what defines the protocol: the dataset, its class list and the split
-    owned = {"DATA.DATASET", "DATA.LABEL_LIST", "DATA.SPLIT"} & set(spec.opts[0::2])
+    owned = ({"DATA.DATASET", "DATA.LABEL_LIST", "DATA.SPLIT"} | set(spec.fixed)) & \
+        set(spec.opts[0::2])
     user_opts = list(user_opts)
     kept = []
     for key, value in zip(user_opts[0::2], user_opts[1::2]):
@@ -178,6 +211,20 @@ def split_cfg(cfg, spec: SplitSpec, user_opts: Sequence = ()):
     validate_cfg(out, source=f"zero-shot {spec.name}")
     out.freeze()
     return out
+
+
+def listed_videos(cfg, split: str) -> int | None:
+    """How many videos the split's list file names, when they are looked up by name
+    (DATA.FIND_BY_NAME; some may be missing locally); None otherwise."""
+    if not cfg.DATA.FIND_BY_NAME:
+        return None
+    file = datasets.annotation_file(cfg, split)
+    if not file or file.endswith(".json"):  # an official layout, not a list file
+        return None
+    try:
+        return len(datasets.read_list_file(file))
+    except datasets.AnnotationError:  # not a list file (e.g. an official Kinetics CSV)
+        return None
 
 
 def split_loader(cfg, spec: SplitSpec):
@@ -234,7 +281,8 @@ def build_zero_shot_model(cfg, checkpoint: str, protocol: str):
     names = _training_class_names(cfg, ckpt, protocol)
     # Unknown names: placeholders keep the shapes and never match a real label set, so a
     # learned class-specific context is never applied to classes it was not trained for.
-    model = build_model_without_init(cfg, names or ["training class 0"])
+    placeholders = [f"training class {i}" for i in range(max(1, cfg.MODEL.NUM_CLASSES))]
+    model = build_model_without_init(cfg, names or placeholders)
     if not callable(getattr(model, "encode_text", None)):
         raise ConfigError(f"key MODEL.TYPE: {cfg.MODEL.TYPE} has no text encoder "
                           f"(model.encode_text); zero-shot evaluation needs a model that scores "
@@ -277,10 +325,17 @@ def summarize(splits: list[dict]) -> dict:
         raise ValueError("no splits to summarise")
     top1 = np.array([s["top1"] for s in splits], dtype=np.float64)
     top5 = np.array([s["top5"] for s in splits], dtype=np.float64)
+    rows = []
+    for s in splits:
+        row = {"split": s["split"], "num_classes": int(s["num_classes"]),
+               "num_videos": int(s["num_videos"]), "top1": float(s["top1"]),
+               "top5": float(s["top5"])}
+        if s.get("num_listed") is not None:  # lists read by name: how many were not found
+            row.update(num_listed=int(s["num_listed"]),
+                       num_missing=int(s["num_listed"]) - int(s["num_videos"]))
+        rows.append(row)
     return {
-        "splits": [{"split": s["split"], "num_classes": int(s["num_classes"]),
-                    "num_videos": int(s["num_videos"]), "top1": float(s["top1"]),
-                    "top5": float(s["top5"])} for s in splits],
+        "splits": rows,
         "mean_top1": float(top1.mean()), "std_top1": float(top1.std(ddof=0)),
         "mean_top5": float(top5.mean()), "std_top5": float(top5.std(ddof=0)),
         "std": "population (numpy ddof=0) over splits",
@@ -288,12 +343,18 @@ def summarize(splits: list[dict]) -> dict:
 
 
 def format_table(summary: dict, title: str = "") -> str:
+    """The terminal table; `videos` are the videos scored, `missing` (lists read by name) the
+    listed videos not found under DATA.ROOT."""
+    listed = any("num_listed" in s for s in summary["splits"])
+    extra = f" {'missing':>7}" if listed else ""
     lines = [title] if title else []
-    lines.append(f"{'split':<10} {'classes':>7} {'videos':>7} {'top-1':>7} {'top-5':>7}")
+    lines.append(f"{'split':<10} {'classes':>7} {'videos':>7}{extra} {'top-1':>7} {'top-5':>7}")
     for s in summary["splits"]:
-        lines.append(f"{s['split']:<10} {s['num_classes']:>7d} {s['num_videos']:>7d} "
+        extra = f" {s.get('num_missing', 0):>7d}" if listed else ""
+        lines.append(f"{s['split']:<10} {s['num_classes']:>7d} {s['num_videos']:>7d}{extra} "
                      f"{s['top1']:>7.2f} {s['top5']:>7.2f}")
-    lines.append(f"{'mean±std':<10} {'':>7} {'':>7} "
+    extra = f" {'':>7}" if listed else ""
+    lines.append(f"{'mean±std':<10} {'':>7} {'':>7}{extra} "
                  f"{summary['mean_top1']:>5.2f}±{summary['std_top1']:.2f} "
                  f"{summary['mean_top5']:>5.2f}±{summary['std_top5']:.2f}")
     return "\n".join(lines)
@@ -304,13 +365,15 @@ def format_table(summary: dict, title: str = "") -> str:
 # ---------------------------------------------------------------------------------------------
 def run_zero_shot(cfg, checkpoint: str, protocol: str, user_opts: Sequence = (),
                   labels_dir: str | os.PathLike | None = None, cache_dir: str | None = None,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print,
+                  protocols_dir: str | os.PathLike | None = None) -> dict:
     """Evaluate every split of `protocol`; writes OUTPUT/zero_shot_results.json (rank 0).
 
-    ``labels_dir``: where the K600 class lists are (default: the bundled ones); ``cache_dir``:
-    the text-feature cache (default ``default_text_cache_dir(cfg)``).
+    ``labels_dir``: where the ``k600_seeded`` class lists are, ``protocols_dir``: where the
+    published ``k600`` files are (default: the bundled ones); ``cache_dir``: the text-feature
+    cache (default ``default_text_cache_dir(cfg)``).
     """
-    specs = protocol_splits(cfg, protocol, labels_dir)
+    specs = protocol_splits(cfg, protocol, labels_dir, protocols_dir)
     dist_info = du.init_distributed(cfg)
     check_before_work(cfg, checkpoint)
     setup_logging(cfg.OUTPUT, dist_info.rank)
@@ -321,20 +384,23 @@ def run_zero_shot(cfg, checkpoint: str, protocol: str, user_opts: Sequence = (),
     for spec in specs:
         scfg = split_cfg(cfg, spec, user_opts)
         loader, class_names = split_loader(scfg, spec)
+        listed = listed_videos(scfg, spec.dataset_split)
         features = _split_classifier(model, class_names, cache_dir, dist_info.is_main)
         if callable(prompt_mode):
             modes.add(prompt_mode(class_names))
         if dist_info.is_main:
+            found = "" if listed is None else \
+                f" ({listed - len(loader.dataset)} of {listed} listed videos missing locally)"
             log(f"[zero-shot {protocol} {spec.name}] {len(class_names)} classes, "
-                f"{len(loader.dataset)} videos x {scfg.TEST.NUM_CLIP} clips x "
+                f"{len(loader.dataset)} videos{found} x {scfg.TEST.NUM_CLIP} clips x "
                 f"{scfg.TEST.NUM_CROP} crops")
         result = evaluate(model, loader, dist_info.device, amp=amp_dtype(scfg),
                           desc=f"Zero-shot {spec.name}", print_freq=scfg.PRINT_FREQ,
                           text_features=features)
         metrics = result["metrics"]
         rows.append({"split": spec.name, "num_classes": len(class_names),
-                     "num_videos": metrics["num_samples"], "top1": metrics["top1"],
-                     "top5": metrics["top5"]})
+                     "num_videos": metrics["num_samples"], "num_listed": listed,
+                     "top1": metrics["top1"], "top5": metrics["top5"]})
     summary = summarize(rows)
     summary.update(protocol=protocol, checkpoint=os.path.abspath(checkpoint),
                    text_prompts=sorted(modes),
