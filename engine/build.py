@@ -10,9 +10,10 @@ import torch.nn as nn
 from .config import ConfigError
 from .registry import model_family
 
-__all__ = ["build_model", "config_class_names", "build_model_without_init", "unwrap_model", "count_parameters", "param_groups", "is_no_decay",
-           "scaled_learning_rates", "build_optimizer", "reference_cosine_lr", "build_scheduler",
-           "build_criterion", "amp_dtype", "build_grad_scaler", "wrap_model"]
+__all__ = ["build_model", "config_class_names", "build_model_without_init", "unwrap_model",
+           "count_parameters", "param_groups", "is_no_decay", "scaled_learning_rates",
+           "build_optimizer", "reference_cosine_lr", "build_scheduler", "build_criterion",
+           "amp_dtype", "build_grad_scaler", "wrap_model"]
 
 
 def build_model(cfg, class_names=None) -> nn.Module:

@@ -85,7 +85,7 @@ def run_cli(job: Callable[[], int | None], debug: bool = False) -> int:
         if code == EXIT_INTERRUPTED:
             print("interrupted", file=sys.stderr)
         else:
-            print(f"error: {err or type(err).__name__}", file=sys.stderr)
+            print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
         return code
     finally:
         _close_runtime()
