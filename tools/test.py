@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> None:
     if args.output is not None:
         opts += ["OUTPUT", args.output]
     cfg = load_cfg(args.cfg, opts)
+    if os.path.isdir(args.checkpoint):
+        raise IsADirectoryError(f"--checkpoint {args.checkpoint} is a directory; give the path "
+                                f"of a checkpoint file (.pth)")
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
     test(cfg, args.checkpoint)
