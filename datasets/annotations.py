@@ -14,8 +14,8 @@ import logging
 import os
 import re
 
-__all__ = ["AnnotationError", "read_class_names", "check_unique_class_names", "read_list_file", "is_kinetics_csv",
-           "read_kinetics_csv", "read_ssv2", "read_hmdb51", "read_ucf101", "find_videos",
+__all__ = ["AnnotationError", "read_class_names", "check_unique_class_names", "read_list_file",
+           "is_kinetics_csv", "read_kinetics_csv", "read_ssv2", "read_hmdb51", "read_ucf101", "find_videos",
            "VIDEO_EXTENSIONS", "ssv2_template_to_name", "numbered_lines"]
 
 logger = logging.getLogger(__name__)

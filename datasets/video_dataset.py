@@ -171,5 +171,5 @@ class VideoDataset(Dataset):
                 except VideoDecodeError as err:
                     self._mark_bad(candidate, str(err))
             candidate = self._replacement(index, attempt)
-        raise VideoDecodeError(f"no decodable video found after {_MAX_REPLACEMENTS} replacements for "
-                           f"sample {index} ({self.samples[index][0]})")
+        raise VideoDecodeError(f"no decodable video found after {_MAX_REPLACEMENTS} replacements "
+                               f"for sample {index} ({self.samples[index][0]})")

@@ -159,7 +159,7 @@ _C.TEST.NUM_CLIP = 1  # temporal views per video
 _C.TEST.NUM_CROP = 1  # spatial views per clip: 1 (centre) or 3 (along the long side)
 _C.TEST.ONLY_TEST = False  # informational (official key)
 _C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
-_C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos are left out of the metrics and listed; fail: stop at the first
+_C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos left out of metrics, listed; fail: stop
 
 # ---------------------------------------------------------------------------------------------
 # Distributed (what torchrun does not already carry)
