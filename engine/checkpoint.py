@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 import socket
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -158,7 +159,9 @@ def safe_load(path: str, map_location="cpu") -> dict:
     """torch.load(weights_only=True) with the reference-config allow-list; clear errors."""
     check_file(path)
     try:
-        with torch.serialization.safe_globals(_REFERENCE_GLOBALS):
+        # torch warns about pickle protocols it reads anyway; the answer is our own line
+        with torch.serialization.safe_globals(_REFERENCE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except MemoryError:
         raise

@@ -236,6 +236,7 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
             if (index + 1) % cfg.PRINT_FREQ == 0 or index + 1 == num_iters:
                 tb.scalars({"memory_mb": memory_mb(device)}, step, prefix="train/")
         end = time.time()
+        state.batch = index + 1  # the next one is in progress (loading) from here on
     progress.close()
     elapsed = time.time() - epoch_start
     return {"epoch": epoch, "loss": loss_sum / max(loss_count, 1), "iterations": num_iters,
@@ -258,15 +259,20 @@ def _configure_determinism(cfg, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState,
-            dist_info) -> str | None:
-    """Restore from MODEL.RESUME, or from OUTPUT's newest valid checkpoint under AUTO_RESUME;
-    returns the checkpoint's path when training state was restored."""
-    path, ckpt = None, None
+def _resume_checkpoint(cfg) -> tuple[str | None, dict | None]:
+    """MODEL.RESUME, or OUTPUT's newest valid checkpoint under AUTO_RESUME, read before any
+    other work (an unreadable or unsafe file stops the run at once)."""
     if cfg.MODEL.RESUME:
-        path, ckpt = cfg.MODEL.RESUME, safe_load(cfg.MODEL.RESUME)
-    elif cfg.TRAIN.AUTO_RESUME:
-        path, ckpt = find_resume_checkpoint(cfg.OUTPUT)
+        return cfg.MODEL.RESUME, safe_load(cfg.MODEL.RESUME)
+    if cfg.TRAIN.AUTO_RESUME:
+        return find_resume_checkpoint(cfg.OUTPUT)
+    return None, None
+
+
+def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState, dist_info,
+            path: str | None, ckpt: dict | None) -> str | None:
+    """Restore the training state from ``ckpt`` (read by _resume_checkpoint); returns its path
+    when training state was restored."""
     if ckpt is None:
         return None
     if ckpt.get("format") != FORMAT:
@@ -378,6 +384,7 @@ def _train_locked(cfg, dist_info) -> dict:
     logger.info("world size %d, device %s, backend %s, output %s", dist_info.world_size,
                 dist_info.device, dist_info.backend or "none", os.path.abspath(cfg.OUTPUT))
     seed_everything(cfg.SEED + dist_info.rank)
+    resume_path, resume_ckpt = _resume_checkpoint(cfg)
 
     # Data first: bad data paths fail before the (possibly large) model is built, and a
     # generated set (synthetic) exists before the model's class names are read from it.
@@ -409,7 +416,9 @@ def _train_locked(cfg, dist_info) -> dict:
 
     state = TrainState(epoch=cfg.TRAIN.START_EPOCH)
     ddp_model = wrap_model(cfg, model, dist_info)
-    resumed_from = _resume(cfg, model, optimizer, scheduler, scaler, state, dist_info)
+    resumed_from = _resume(cfg, model, optimizer, scheduler, scaler, state, dist_info,
+                           resume_path, resume_ckpt)
+    del resume_ckpt
     summary = {"max_accuracy": state.max_accuracy, "last_metrics": None,
                "epochs": cfg.TRAIN.EPOCHS, "iterations": state.iteration,
                "skipped_steps": state.skipped_steps, "output": os.path.abspath(cfg.OUTPUT)}
