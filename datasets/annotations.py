@@ -14,9 +14,10 @@ import logging
 import os
 import re
 
-__all__ = ["AnnotationError", "read_class_names", "read_list_file", "is_kinetics_csv",
-           "read_kinetics_csv", "read_ssv2", "read_hmdb51", "read_ucf101", "find_videos",
-           "find_listed_videos", "VIDEO_EXTENSIONS", "ssv2_template_to_name", "numbered_lines"]
+__all__ = ["AnnotationError", "read_class_names", "check_unique_class_names", "read_list_file",
+           "is_kinetics_csv", "read_kinetics_csv", "read_ssv2", "read_hmdb51", "read_ucf101",
+           "find_videos", "find_listed_videos", "VIDEO_EXTENSIONS", "ssv2_template_to_name",
+           "numbered_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,25 @@ def read_class_names(path: str) -> list[str]:
         named = [by_id[i] for i in range(len(by_id))]
     first_line: dict[str, int] = {}
     for number, name in named:
+        if not name:
+            raise AnnotationError(f"{path}: line {number}: empty class name")
         if name in first_line:
             raise AnnotationError(f"{path}: lines {first_line[name]} and {number} both name "
                                   f"class {name!r}; every class must be listed once")
         first_line[name] = number
     return [name for _, name in named]
+
+
+def check_unique_class_names(names, source: str) -> None:
+    """AnnotationError when a class name appears twice in ``names`` (per-class results are keyed
+    by name, and a text classifier cannot tell two equal names apart). ``source`` says where the
+    list came from."""
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first:
+            raise AnnotationError(f"{source}: classes {first[name]} and {index} are both named "
+                                  f"{name!r}; every class must have its own name")
+        first[name] = index
 
 
 def _parse_label(text: str, path: str, number: int, line: str, num_classes: int | None) -> int:
@@ -213,7 +228,12 @@ def read_kinetics_csv(path: str, root: str, classes: list[str], split: str | Non
     or per-class subfolders). Rows whose video is missing are counted, reported once and skipped."""
     if not os.path.isfile(path):
         raise AnnotationError(f"{path}: annotation file not found")
-    lookup = {_normalise_name(c): i for i, c in enumerate(classes)}
+    lookup: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        if lookup.setdefault(_normalise_name(c), i) != i:
+            raise AnnotationError(f"{path}: class names {classes[lookup[_normalise_name(c)]]!r} "
+                                  f"and {c!r} of the class list cannot be told apart in the CSV "
+                                  f"(case and punctuation are ignored there); rename one")
     videos = find_videos(root, split)
     samples, missing = [], 0
     with open(path, "r", encoding="utf-8-sig", newline="") as f:
@@ -350,6 +370,7 @@ def read_ucf101(root: str, split_number: int, split: str
             raise AnnotationError(f"{class_file}: line {number}: expected `{len(classes) + 1} "
                                   f"ClassName`, got {line!r}")
         classes.append(fields[1])
+    check_unique_class_names(classes, class_file)
     lookup = {c: i for i, c in enumerate(classes)}
     video_root = _first_dir(os.path.join(root, "UCF-101"), root)
     name = f"trainlist0{split_number}.txt" if split == "train" else f"testlist0{split_number}.txt"

@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .annotations import (AnnotationError, find_listed_videos, is_kinetics_csv, read_class_names,
-                          read_hmdb51, read_kinetics_csv, read_list_file, read_ssv2, read_ucf101)
+from .annotations import (AnnotationError, check_unique_class_names, find_listed_videos,
+                          is_kinetics_csv, read_class_names, read_hmdb51, read_kinetics_csv,
+                          read_list_file, read_ssv2, read_ucf101)
 from .synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from .synthetic import ensure_synthetic, synthetic_settings
 
@@ -82,6 +83,7 @@ def register_layout(name: str, reader: Reader, default_classes: str | Sequence[s
         raise TypeError(f"layout {name!r}: reader must be callable, got {reader!r}")
     if default_classes is not None and not isinstance(default_classes, str):
         default_classes = tuple(default_classes)
+        check_unique_class_names(default_classes, f"layout {name!r}: default_classes")
     LAYOUTS[name] = Layout(reader, default_classes)
 
 
@@ -104,6 +106,8 @@ def load_annotations(cfg, split: str) -> tuple[list[tuple[str, int]], list[str] 
     samples, classes = _layout(name).reader(cfg, split)
     if not samples:
         raise AnnotationError(f"DATA.DATASET {name}: no {split} samples")
+    if classes is not None:
+        check_unique_class_names(classes, f"DATA.DATASET {name} ({split})")
     return list(samples), (list(classes) if classes is not None else None)
 
 

@@ -195,6 +195,13 @@ GENERATOR_VERSION = 2
 
 
 def synthetic_settings(num_train: int, num_val: int, num_frames: int, size: int, seed: int) -> dict:
+    """The settings a set is a function of; ValueError for numbers no set can be made with."""
+    for name, value, low in (("num_train", num_train, 1), ("num_val", num_val, 1),
+                             ("num_frames", num_frames, 1), ("size", size, 8)):
+        if int(value) != value or value < low:
+            raise ValueError(f"synthetic {name} must be a whole number >= {low}, got {value}")
+    if size % 2:
+        raise ValueError(f"synthetic size must be even for yuv420p, got {size}")
     return dict(num_train=int(num_train), num_val=int(num_val), num_frames=int(num_frames),
                 size=int(size), seed=int(seed), version=GENERATOR_VERSION)
 
@@ -204,8 +211,6 @@ def generate_synthetic(root: str, num_train: int = 1800, num_val: int = 300, num
                        ) -> dict:
     """Write the set into ``root``; returns the settings recorded in the completion marker."""
     from tqdm import tqdm
-    if size % 2:
-        raise ValueError(f"synthetic size must be even for yuv420p, got {size}")
     settings = synthetic_settings(num_train, num_val, num_frames, size, seed)
     jobs = []
     for split_id, (split, count) in enumerate((("train", num_train), ("val", num_val))):

@@ -8,9 +8,12 @@ Randomness of an item is a function of (cfg.SEED, epoch, index) only: a fresh ge
 from those three numbers drives sampling and augmentation, so any split of the indices over
 workers or ranks produces the same clips.
 
-A video that cannot be decoded is logged once (path and reason), remembered in an array shared
-by all worker processes, and replaced by a deterministically chosen other sample. When more than
-DATA.MAX_BAD_FRACTION of the dataset has failed, loading stops with an error.
+A video that cannot be decoded is logged once (path and reason) and remembered in an array
+shared by all worker processes. In training it is replaced by a deterministically chosen other
+sample. In evaluation it is never replaced: under TEST.BAD_VIDEO_POLICY exclude (default) the
+item keeps its index and its own label with all-zero views, and ``bad_indices()`` tells the
+evaluator to leave it out of the metrics; under ``fail`` loading stops at the first one. When
+more than DATA.MAX_BAD_FRACTION of the dataset has failed, loading stops with an error.
 """
 from __future__ import annotations
 
@@ -83,6 +86,16 @@ class VideoDataset(Dataset):
         """Distinct videos that failed to decode so far, across all worker processes."""
         return int(np.frombuffer(self._bad_flags, dtype=np.int8).sum())
 
+    def bad_indices(self) -> list[int]:
+        """Indices of the videos that failed to decode so far, across all worker processes."""
+        return np.flatnonzero(np.frombuffer(self._bad_flags, dtype=np.int8)).tolist()
+
+    def _placeholder_views(self) -> torch.Tensor:
+        """All-zero views of an unreadable evaluation video, shaped like a readable one's."""
+        views = self.cfg.TEST.NUM_CLIP * self.cfg.TEST.NUM_CROP
+        size = self.cfg.DATA.INPUT_SIZE
+        return torch.zeros(views, self.num_frames, 3, size, size)
+
     # ----------------------------------------------------------------------------------------
     def _frame_indices(self, n: int, generator: torch.Generator | None) -> np.ndarray:
         cfg = self.cfg
@@ -112,11 +125,13 @@ class VideoDataset(Dataset):
             self._bad_flags[index] = 1
             if index not in self._logged:
                 self._logged.add(index)
-                logger.warning("skipping unreadable video: %s; replaced by another sample", reason)
+                logger.warning("skipping unreadable video: %s; %s", reason,
+                               "replaced by another sample" if self.train else
+                               "left out of the metrics (TEST.BAD_VIDEO_POLICY exclude)")
         bad = self.bad_video_count()
         limit = self.cfg.DATA.MAX_BAD_FRACTION * len(self.samples)
         if bad > limit:
-            raise RuntimeError(
+            raise VideoDecodeError(
                 f"{bad} of {len(self.samples)} videos failed to decode, more than "
                 f"DATA.MAX_BAD_FRACTION={self.cfg.DATA.MAX_BAD_FRACTION} of the dataset "
                 f"(last: {reason}). Check DATA.ROOT and the annotation "
@@ -128,21 +143,33 @@ class VideoDataset(Dataset):
                                        ).generate_state(1)
         return int(state[0]) % len(self.samples)
 
+    def _eval_item(self, index: int):
+        """An evaluation item: never another video's views or label (see the module doc)."""
+        label = int(self.samples[index][1])
+        if not self._bad_flags[index]:
+            try:
+                return (*self._load(index, None), index)
+            except VideoDecodeError as err:
+                if getattr(self.cfg.TEST, "BAD_VIDEO_POLICY", "exclude") == "fail":
+                    raise VideoDecodeError(f"{err} (TEST.BAD_VIDEO_POLICY fail; set it to "
+                                           f"exclude to leave unreadable videos out of the "
+                                           f"metrics)") from None
+                self._mark_bad(index, str(err))
+        return self._placeholder_views(), label, index
+
     def __getitem__(self, index: int):
         index = int(index)
+        if not self.train:
+            return self._eval_item(index)
         candidate = index
         for attempt in range(_MAX_REPLACEMENTS + 1):
             if not self._bad_flags[candidate]:
                 # The replacement keeps the requested index's random stream (seed, epoch, index).
-                generator = item_generator(self.seed, self.epoch, index) if self.train else None
+                generator = item_generator(self.seed, self.epoch, index)
                 try:
-                    video, label = self._load(candidate, generator)
-                    # A replaced evaluation item keeps its own index (every index exactly once
-                    # for the engine's gather) with the stand-in's views and label (a consistent
-                    # pair); the substitution is logged and counted in bad_video_count().
-                    return (video, label) if self.train else (video, label, index)
+                    return self._load(candidate, generator)
                 except VideoDecodeError as err:
                     self._mark_bad(candidate, str(err))
             candidate = self._replacement(index, attempt)
-        raise RuntimeError(f"no decodable video found after {_MAX_REPLACEMENTS} replacements for "
-                           f"sample {index} ({self.samples[index][0]})")
+        raise VideoDecodeError(f"no decodable video found after {_MAX_REPLACEMENTS} replacements "
+                               f"for sample {index} ({self.samples[index][0]})")

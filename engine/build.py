@@ -10,10 +10,10 @@ import torch.nn as nn
 from .config import ConfigError
 from .registry import model_family
 
-__all__ = ["build_model", "config_class_names", "build_model_without_init", "unwrap_model",
-           "count_parameters", "param_groups", "is_no_decay", "scaled_learning_rates",
-           "build_optimizer", "reference_cosine_lr", "build_scheduler", "build_criterion",
-           "amp_dtype", "build_grad_scaler", "wrap_model"]
+__all__ = ["build_model", "config_class_names", "check_class_count", "build_model_without_init",
+           "unwrap_model", "count_parameters", "param_groups", "is_no_decay",
+           "scaled_learning_rates", "build_optimizer", "reference_cosine_lr", "build_scheduler",
+           "build_criterion", "amp_dtype", "build_grad_scaler", "wrap_model"]
 
 
 def build_model(cfg, class_names=None) -> nn.Module:
@@ -29,6 +29,7 @@ def build_model(cfg, class_names=None) -> nn.Module:
         raise ConfigError(f"key MODEL.TYPE: {err.args[0]}") from None
     if class_names is None:
         class_names = config_class_names(cfg)
+        check_class_count(cfg, class_names)
     from .zoo import resolve_config_weights  # weights given by model-zoo name -> cached file
     cfg = resolve_config_weights(cfg, getattr(family, "weight_keys", ()))
     try:
@@ -36,7 +37,50 @@ def build_model(cfg, class_names=None) -> nn.Module:
     except ValueError as err:  # families say "key X: what is wrong; what to do"
         if isinstance(err, ConfigError) or not str(err).startswith("key "):
             raise
-        raise ConfigError(str(err)) from None
+        raise _family_error(cfg, err) from None
+
+
+def _family_error(cfg, err: ValueError) -> Exception:
+    """A family's ``ValueError("key X: ...")`` as the engine's error: a weight file named by key
+    X that torch could not read is reported as every checkpoint is (engine.checkpoint.load_error:
+    one wording for unsafe files, whatever the payload); anything else is a ConfigError."""
+    import pickle
+
+    from .checkpoint import load_error
+    key = str(err)[len("key "):].split(":", 1)[0].strip()
+    chain, cause = [], err.__cause__
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__
+    # what torch.load raised: an UnpicklingError anywhere, else the innermost reading error
+    cause = next((c for c in chain if isinstance(c, pickle.UnpicklingError)), None) or next(
+        (c for c in reversed(chain) if isinstance(c, (RuntimeError, EOFError, KeyError))), None)
+    path = _cfg_value(cfg, key)
+    if cause is not None and isinstance(path, str) and path:
+        return load_error(path, cause, what=f"key {key}: ")
+    return ConfigError(str(err))
+
+
+def _cfg_value(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        if not hasattr(node, "get") or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check_class_count(cfg, class_names) -> None:
+    """MODEL.NUM_CLASSES (when set, > 0) must equal the number of names in the config's class
+    list, for every model: a head of another size would score classes that do not exist, or
+    leave some out."""
+    classes = cfg.MODEL.NUM_CLASSES
+    if class_names is None or classes <= 0 or len(class_names) == classes:
+        return
+    source = (f"DATA.LABEL_LIST {cfg.DATA.LABEL_LIST}" if cfg.DATA.LABEL_LIST else
+              f"the bundled class list of DATA.DATASET {cfg.DATA.DATASET}")
+    raise ConfigError(f"key MODEL.NUM_CLASSES: {classes}, but {source} has {len(class_names)} "
+                      f"names; set MODEL.NUM_CLASSES {len(class_names)} (or fix the class list)")
 
 
 def config_class_names(cfg) -> list[str] | None:

@@ -8,6 +8,8 @@ config comes back as nested dicts and no yacs code runs. Vita-CLIP's files are p
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import logging
 import os
@@ -16,6 +18,7 @@ import random
 import re
 import shutil
 import socket
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -29,6 +32,7 @@ from .build import unwrap_model
 logger = logging.getLogger(__name__)
 
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "ensure_writable_dir", "safe_load",
+           "load_error", "check_file", "disk_full_error",
            "strip_prefix", "extract_state_dict", "load_model_weights", "capture_rng_state",
            "restore_rng_state", "build_checkpoint", "save_checkpoint", "find_resume_checkpoint",
            "checkpoint_to_cfg_yaml"]
@@ -85,30 +89,84 @@ def ensure_writable_dir(path: str, what: str = "OUTPUT") -> str:
 # ---------------------------------------------------------------------------------------------
 # Safe loading
 # ---------------------------------------------------------------------------------------------
+# Words of torch's weights-only refusals that mean "this file needs code to be read"; matched
+# case-insensitively (torch words them differently per payload and version).
+_UNSAFE_MARKERS = ("unsupported global", "global ", "unrecognized function", "can only create new",
+                   "can only build", "blocked", "allowed global", "not an allowed")
+# Pickle opcodes that import or call something: a file that holds one and that the weights-only
+# unpickler refused needs code to be read.
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _referenced_globals(path: str, limit: int = 3) -> list[str] | None:
+    """The ``module.name`` globals a plain (non-zip) pickle file names, read with pickletools
+    (nothing is imported or run); None when the file is not a parsable pickle or names none."""
+    import pickletools
+    import zipfile
+    if zipfile.is_zipfile(path):
+        return None
+    names, strings, calls = [], [], False
+    try:
+        with open(path, "rb") as f:
+            for opcode, arg, _ in pickletools.genops(f):
+                if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE",
+                                   "BINUNICODE8"):
+                    strings = (strings + [arg])[-2:]
+                elif opcode.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                    names.append(".".join(strings))
+                calls = calls or opcode.name in _CODE_OPCODES
+                if len(names) >= limit:
+                    break
+    except Exception:  # noqa: BLE001 - not a pickle, or a damaged one
+        return None
+    return names if (names or calls) else None
+
+
+def load_error(path: str, err: BaseException, what: str = "") -> CheckpointError:
+    """The one-line error for a file that ``torch.load(weights_only=True)`` refused or could not
+    read. ``what`` prefixes it (e.g. "key TRAIN.PRETRAINED_PATH: "). Torch's own text is never
+    repeated: it advises ``weights_only=False``, which runs the file's code."""
+    text = str(err)
+    lowered = text.lower()
+    unsafe = isinstance(err, pickle.UnpicklingError) and any(m in lowered for m in _UNSAFE_MARKERS)
+    named = re.findall(r"global ([\w.]+)", text, flags=re.IGNORECASE)
+    if isinstance(err, pickle.UnpicklingError) and not unsafe:
+        found = _referenced_globals(path)
+        if found is not None:
+            unsafe, named = True, found
+    if unsafe:
+        refs = f" (it references {', '.join(dict.fromkeys(named))})" if named else ""
+        return UnsafeCheckpointError(
+            f"{what}refusing to load {path}: it can only be read by executing arbitrary pickled "
+            f"code, which this project never does (torch.load weights_only=True){refs}. If the "
+            f"file is yours, re-save just its tensors (a dict of state_dicts, numbers and "
+            f"strings) from a trusted environment.")
+    return CheckpointError(f"{what}{path} is truncated, damaged or not a checkpoint (a file that "
+                           f"torch.save wrote); check the path, or download or copy it again")
+
+
+def check_file(path: str, what: str = "checkpoint") -> None:
+    """FileNotFoundError / IsADirectoryError naming ``what`` for a path that is not a file."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a directory; give the path of a .pth file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+
+
 def safe_load(path: str, map_location="cpu") -> dict:
     """torch.load(weights_only=True) with the reference-config allow-list; clear errors."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    check_file(path)
     try:
-        with torch.serialization.safe_globals(_REFERENCE_GLOBALS):
+        # torch warns about pickle protocols it reads anyway; the answer is our own line
+        with torch.serialization.safe_globals(_REFERENCE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        unsafe_markers = ("Unsupported global", "unrecognized function", "Can only create new",
-                          "Can only build")
-        detail = next((line.strip() for line in text.splitlines()
-                       if any(m in line for m in unsafe_markers + ("Unsupported operand",))),
-                      text.strip().splitlines()[-1][:300] if text.strip() else "")
-        if any(m in text for m in unsafe_markers):
-            raise UnsafeCheckpointError(
-                f"refusing to load {path}: it can only be read by executing arbitrary pickled "
-                f"code, which this project never does (torch.load weights_only=True). "
-                f"[{detail}] If the file is yours, re-save just its tensors (a dict of "
-                f"state_dicts, numbers and strings) from a trusted environment.") from err
-        raise CheckpointError(f"{path} is not a readable checkpoint ({detail})") from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - every reading failure gets the same two messages
+        raise load_error(path, err) from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
@@ -155,8 +213,8 @@ def load_model_weights(model: nn.Module, ckpt: dict | str, strict: bool | None =
         result = target.load_state_dict(state, strict=strict)
     except RuntimeError as err:
         raise CheckpointError(f"{source or 'checkpoint'} does not match the model built from the "
-                              f"config (check MODEL.TYPE, sizes, DATA.NUM_CLASSES / class list): "
-                              f"{err}") from err
+                              f"config (check MODEL.TYPE, sizes, MODEL.NUM_CLASSES / class list): "
+                              f"{_mismatch(state, target.state_dict(), strict)}") from err
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
         logger.warning("%s: %d missing keys %s; %d unexpected keys %s", source or "checkpoint",
@@ -164,6 +222,20 @@ def load_model_weights(model: nn.Module, ckpt: dict | str, strict: bool | None =
     else:
         logger.info("loaded weights from %s (all keys matched)", source or "checkpoint")
     return missing, unexpected
+
+
+def _mismatch(state: dict, target: dict, strict: bool) -> str:
+    """What differs between a state dict and a model's, in a few words."""
+    def some(keys: list) -> str:
+        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+    missing = [k for k in target if k not in state] if strict else []
+    unexpected = [k for k in state if k not in target] if strict else []
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in state.items()
+              if k in target and hasattr(v, "shape") and tuple(v.shape) != tuple(target[k].shape)]
+    parts = [f"{len(keys)} {what} ({some(keys)})" for what, keys in
+             (("missing keys", missing), ("unexpected keys", unexpected),
+              ("shape mismatches", shapes)) if keys]
+    return "; ".join(parts) or "the weights do not fit"
 
 
 def checkpoint_to_cfg_yaml(ckpt: dict) -> str | None:
@@ -247,17 +319,33 @@ def save_checkpoint(ckpt: dict, output_dir: str, epoch: int, save_freq: int,
     file, so a kill at any moment leaves every earlier file intact.
     """
     latest = os.path.join(output_dir, "latest.pth")
-    atomic_torch_save(ckpt, latest)
+    with disk_full_error(latest):
+        atomic_torch_save(ckpt, latest)
     written = [latest]
     if (epoch + 1) % save_freq == 0 or last_epoch:
         path = os.path.join(output_dir, f"ckpt_epoch_{epoch}.pth")
-        _atomic_link_or_copy(latest, path)
+        with disk_full_error(path):
+            _atomic_link_or_copy(latest, path)
         written.append(path)
     if is_best:
         path = os.path.join(output_dir, "best.pth")
-        _atomic_link_or_copy(latest, path)
+        with disk_full_error(path):
+            _atomic_link_or_copy(latest, path)
         written.append(path)
     return written
+
+
+@contextlib.contextmanager
+def disk_full_error(path: str):
+    """A full disk (or quota) while writing ``path`` atomically becomes one CheckpointError; the
+    file's previous version is untouched (the write went to a temporary that is removed)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        raise CheckpointError(f"no space left on device while writing {path}; the previous "
+                              f"checkpoint is intact") from err
 
 
 def _resume_candidates(output_dir: str) -> list[str]:
@@ -274,7 +362,7 @@ def _resume_candidates(output_dir: str) -> list[str]:
 def find_resume_checkpoint(output_dir: str) -> tuple[str | None, dict | None]:
     """The newest checkpoint in `output_dir` that loads; corrupt ones are skipped with a warning."""
     for path in _resume_candidates(output_dir):
-        try:
+        try:  # an unsafe file stops the run: it was put there, it was not left by a crash
             ckpt = safe_load(path)
             if "model" not in ckpt or "epoch" not in ckpt:
                 raise CheckpointError(f"{path} lacks 'model'/'epoch' entries")

@@ -160,6 +160,7 @@ _C.TEST.NUM_CLIP = 1  # temporal views per video
 _C.TEST.NUM_CROP = 1  # spatial views per clip: 1 (centre) or 3 (along the long side)
 _C.TEST.ONLY_TEST = False  # informational (official key)
 _C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
+_C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos left out of metrics, listed; fail: stop
 
 # ---------------------------------------------------------------------------------------------
 # Distributed (what torchrun does not already carry)
@@ -197,6 +198,10 @@ def get_cfg() -> CN:
 # ---------------------------------------------------------------------------------------------
 # Loading and merging
 # ---------------------------------------------------------------------------------------------
+# Integer keys that also take a fraction (a fractional number of epochs is a number of updates).
+_FRACTIONAL_KEYS = {"TRAIN.WARMUP_EPOCHS", "TRAIN.LR_SCHEDULER.DECAY_EPOCHS"}
+
+
 def _where(source: str, key: str) -> str:
     return f"{source}: key {key}" if source else f"key {key}"
 
@@ -227,8 +232,14 @@ def _coerce(value, default, key: str, source: str):
             return value.lower() == "true"
     elif isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value) if isinstance(default, float) else (
-                int(value) if float(value).is_integer() else float(value))
+            if isinstance(default, float):
+                return float(value)
+            if float(value).is_integer():
+                return int(value)
+            if key in _FRACTIONAL_KEYS:
+                return float(value)
+            raise ConfigError(f"{_where(source, key)}: expected a whole number, got {value!r}; "
+                              f"use e.g. {max(1, round(value))}")
         if isinstance(value, str):
             try:
                 return float(value) if isinstance(default, float) else int(value)
@@ -246,9 +257,14 @@ def _coerce(value, default, key: str, source: str):
                       f"(default {default!r}), got {type(value).__name__} {value!r}")
 
 
-def _merge_dict(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
+def _merge_dict(cfg: CN, data: dict, source: str, prefix: str = "",
+                origins: dict | None = None) -> None:
+    """Merge ``data`` into ``cfg``; ``origins`` (when given) records ``full key -> source`` for
+    every value set, so that validation names the file or override a bad value came from."""
     for key, value in data.items():
         full = prefix + key
+        if origins is not None and not isinstance(value, dict):
+            origins[full] = source
         if key not in cfg:
             if cfg.is_new_allowed():
                 cfg[key] = CN(value, new_allowed=True) if isinstance(value, dict) else value
@@ -260,7 +276,7 @@ def _merge_dict(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{_where(source, full)}: is a section; give a mapping of "
                                   f"its keys, not {value!r}")
-            _merge_dict(default, value, source, full + ".")
+            _merge_dict(default, value, source, full + ".", origins)
         else:
             cfg[key] = _coerce(value, default, full, source)
 
@@ -303,26 +319,63 @@ def find_config_file(path: str) -> str:
     return path
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last
+    one silently, so a repeated section would drop the first one's keys)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: yaml reports it itself
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise ConfigError(f"{self.name} line {key_node.start_mark.line + 1}: key {key!r} "
+                                  f"is given twice in one mapping (first on line {first}); merge "
+                                  f"the two into one")
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: str) -> dict:
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a directory; give the path of a YAML file")
     if not os.path.isfile(path):
         bundled = ", ".join(_bundled_config_dirs()) or "none installed"
         raise ConfigError(f"config file not found: {path}. Check the --cfg path (relative paths "
                           f"are taken from {os.getcwd()}, then from the released configs: "
                           f"{bundled}).")
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        with open(path, "rb") as f:
+            raw = f.read()
+        text = raw.decode("utf-8-sig")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (a binary file, or not UTF-8 text); "
+                          f"give a .yaml file of config keys") from None
+    try:
+        loader = _UniqueKeyLoader(text)
+        loader.name = path
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty; give at least MODEL.TYPE and the "
+                          f"DATA keys (or `_BASE_: other.yaml`)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of keys, got "
                           f"{type(data).__name__}")
     return data
 
 
-def _merge_file(cfg: CN, path: str, seen: tuple = ()) -> None:
+def _merge_file(cfg: CN, path: str, seen: tuple = (), origins: dict | None = None) -> None:
     path = os.path.abspath(path)
     if path in seen:
         raise ConfigError(f"{path}: circular _BASE_ inheritance through {' -> '.join(seen)}")
@@ -338,9 +391,9 @@ def _merge_file(cfg: CN, path: str, seen: tuple = ()) -> None:
         base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
         if not os.path.isfile(base_path):
             raise ConfigError(f"{path}: base config {base!r} not found (looked at {base_path})")
-        _merge_file(cfg, base_path, seen + (path,))
+        _merge_file(cfg, base_path, seen + (path,), origins)
     _map_legacy_keys(data, path)
-    _merge_dict(cfg, data, path)
+    _merge_dict(cfg, data, path, origins=origins)
 
 
 def _map_legacy_keys(data: dict, source: str) -> None:
@@ -353,7 +406,8 @@ def _map_legacy_keys(data: dict, source: str) -> None:
                        source or "override", level, amp)
 
 
-def merge_opts(cfg: CN, opts: Sequence[str], source: str = "--opts") -> None:
+def merge_opts(cfg: CN, opts: Sequence[str], source: str = "--opts",
+               origins: dict | None = None) -> None:
     """Merge `KEY VALUE KEY VALUE ...` overrides (values parsed as Python/YAML literals)."""
     opts = list(opts or [])
     if len(opts) % 2:
@@ -383,7 +437,7 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = "--opts") -> None:
             _map_legacy_keys(nested, source)
             nested.get("TRAIN", {}).pop("AMP", None)
             cfg.TRAIN.AMP = "off" if str(value).upper() == "O0" else "fp16"
-        _merge_dict(cfg, nested, source)
+        _merge_dict(cfg, nested, source, origins=origins)
 
 
 def fill_data_normalization(cfg: CN) -> None:
@@ -416,39 +470,84 @@ def _data_package():
     return datasets
 
 
-def load_cfg(path: str | None = None, opts: Iterable[str] = (), freeze: bool = True) -> CN:
-    """Defaults <- YAML file (with bases) <- KEY VALUE overrides; validated; frozen."""
+def load_cfg(path: str | None = None, opts: Iterable[str] = (), freeze: bool = True,
+             layers: Sequence[tuple[str, Sequence]] = ()) -> CN:
+    """Defaults <- YAML file (with bases) <- KEY VALUE overrides <- each ``(source, opts)`` of
+    ``layers`` (e.g. an ablation variant's own keys, named in messages); validated; frozen.
+
+    Every error names the file or override the offending value came from."""
     cfg = get_cfg()
+    origins: dict = {}
     if path:
         path = find_config_file(path)
-        _merge_file(cfg, path)
-    merge_opts(cfg, list(opts or []))
-    validate_cfg(cfg, source=path or "")
+        _merge_file(cfg, path, origins=origins)
+    merge_opts(cfg, list(opts or []), origins=origins)
+    for source, layer_opts in layers:
+        merge_opts(cfg, list(layer_opts or []), source=source, origins=origins)
+    _follow_sizes(cfg, origins)
+    validate_cfg(cfg, source=path or "", origins=origins)
     fill_data_normalization(cfg)
     if freeze:
         cfg.freeze()
     return cfg
 
 
+def _follow_sizes(cfg: CN, origins: dict) -> None:
+    """DATA.IMG_SIZE (what the model is built for) and DATA.INPUT_SIZE (what the data pipeline
+    crops): when a config sets one of them and not the other, the other follows it; when it sets
+    both to different values, that is said once (it is allowed: a convolutional model runs at
+    either size, only slower or on other crops than it was built for)."""
+    img, crop = "DATA.IMG_SIZE" in origins, "DATA.INPUT_SIZE" in origins
+    if img and not crop:
+        cfg.DATA.INPUT_SIZE = cfg.DATA.IMG_SIZE
+    elif crop and not img:
+        cfg.DATA.IMG_SIZE = cfg.DATA.INPUT_SIZE
+    elif img and crop and cfg.DATA.IMG_SIZE != cfg.DATA.INPUT_SIZE:
+        logger.warning("DATA.IMG_SIZE %s (%s) and DATA.INPUT_SIZE %s (%s) differ: the model is "
+                       "built for %s-pixel frames and fed %s-pixel crops", cfg.DATA.IMG_SIZE,
+                       origins["DATA.IMG_SIZE"] or "defaults", cfg.DATA.INPUT_SIZE,
+                       origins["DATA.INPUT_SIZE"] or "defaults", cfg.DATA.IMG_SIZE,
+                       cfg.DATA.INPUT_SIZE)
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------
+class _Source(str):
+    """The source of a config (a file path, or "" for defaults) that knows, per key, which
+    file or override set it: ``_where(source, key)`` names that one."""
+
+    def __new__(cls, source: str, origins: dict | None = None):
+        self = super().__new__(cls, source)
+        self.origins = origins or {}
+        return self
+
+    def of(self, key: str) -> str:
+        return self.origins.get(key, str(self))
+
+
+def _origin(source, key: str) -> str:
+    return source.of(key) if isinstance(source, _Source) else source
+
+
 def _require(cond: bool, source: str, key: str, message: str) -> None:
     if not cond:
-        raise ConfigError(f"{_where(source, key)}: {message}")
+        raise ConfigError(f"{_where(_origin(source, key), key)}: {message}")
 
 
 def _choice(cfg_value, choices, source, key):
     if cfg_value not in choices:
         close = difflib.get_close_matches(str(cfg_value), choices, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{_where(source, key)}: unknown value {cfg_value!r}; choose one of "
-                          f"{', '.join(choices)}.{hint}")
+        raise ConfigError(f"{_where(_origin(source, key), key)}: unknown value {cfg_value!r}; "
+                          f"choose one of {', '.join(choices)}.{hint}")
 
 
-def validate_cfg(cfg: CN, source: str = "") -> None:
-    """Range and consistency checks; raises ConfigError naming the key and the fix."""
+def validate_cfg(cfg: CN, source: str = "", origins: dict | None = None) -> None:
+    """Range and consistency checks; raises ConfigError naming the key and the fix, prefixed
+    with the file or override (``origins``: key -> source, from load_cfg) the value came from."""
     from .registry import model_family, model_types
+    source = _Source(source, origins)
     _choice(cfg.MODEL.TYPE, model_types(), source, "MODEL.TYPE")
     _choice(cfg.DATA.DATASET, _data_package().layout_names(), source, "DATA.DATASET")
     _choice(cfg.DATA.DECODER, ("decord", "pyav", "frames"), source, "DATA.DECODER")
@@ -460,6 +559,7 @@ def validate_cfg(cfg: CN, source: str = "") -> None:
             "TRAIN.LR_SCHEDULER.NAME")
     _choice(cfg.DIST.BACKEND, ("auto", "nccl", "gloo"), source, "DIST.BACKEND")
     _choice(cfg.DIST.DEVICE, ("auto", "cuda", "cpu"), source, "DIST.DEVICE")
+    _choice(cfg.TEST.BAD_VIDEO_POLICY, ("exclude", "fail"), source, "TEST.BAD_VIDEO_POLICY")
 
     positive = ["DATA.NUM_FRAMES", "DATA.BATCH_SIZE", "DATA.IMG_SIZE", "DATA.INPUT_SIZE",
                 "MODEL.TUBELET_SIZE", "TEST.NUM_CLIP", "TEST.BATCH_SIZE", "SAVE_FREQ",
@@ -472,6 +572,12 @@ def validate_cfg(cfg: CN, source: str = "") -> None:
     _require(cfg.DATA.NUM_WORKERS >= 0, source, "DATA.NUM_WORKERS", "must be >= 0")
     _require(cfg.MODEL.NUM_CLASSES >= 0, source, "MODEL.NUM_CLASSES", "must be >= 0")
     _require(cfg.TRAIN.EPOCHS >= 0, source, "TRAIN.EPOCHS", "must be >= 0")
+    synthetic = cfg.DATA.SYNTHETIC
+    for name, low in (("NUM_TRAIN", 1), ("NUM_VAL", 1), ("NUM_FRAMES", 1), ("SIZE", 8)):
+        _require(synthetic[name] >= low, source, f"DATA.SYNTHETIC.{name}",
+                 f"must be at least {low}, got {synthetic[name]}")
+    _require(synthetic.SIZE % 2 == 0, source, "DATA.SYNTHETIC.SIZE",
+             f"must be even (H.264 yuv420p), got {synthetic.SIZE}")
     _require(cfg.TRAIN.ACCUMULATION_STEPS >= 0, source, "TRAIN.ACCUMULATION_STEPS", "must be >= 0")
     _require(cfg.TEST.NUM_CROP in (1, 3), source, "TEST.NUM_CROP",
              f"must be 1 (centre crop) or 3 (three crops), got {cfg.TEST.NUM_CROP}")
@@ -489,5 +595,8 @@ def validate_cfg(cfg: CN, source: str = "") -> None:
     try:
         model_family(cfg.MODEL.TYPE).validate(cfg)
     except ValueError as err:  # the family says "key X: ..."; add where the value came from
-        raise ConfigError(f"{source}: {err}" if source else str(err)) from None
+        text = str(err)
+        key = text[len("key "):].split(":", 1)[0].strip() if text.startswith("key ") else ""
+        origin = source.of(key) if key else str(source)
+        raise ConfigError(f"{origin}: {text}" if origin else text) from None
 

@@ -3,6 +3,10 @@
 Each process scores the videos its loader gives it (rank::world, nothing padded or dropped) and
 keeps every score with its dataset index; the gather sorts by index and checks that every video
 appears exactly once, so metrics never count a padded duplicate or miss a remainder.
+
+Videos that could not be decoded (the dataset's ``bad_indices()``, gathered from every process)
+are left out of the metrics and reported by count and path (TEST.BAD_VIDEO_POLICY exclude); a
+metric is never computed over a stand-in video.
 """
 from __future__ import annotations
 
@@ -20,12 +24,13 @@ from datasets.fileio import atomic_write_text
 from . import distributed as du
 from .build import amp_dtype, build_model_without_init, unwrap_model
 from .checkpoint import ensure_writable_dir, load_model_weights, safe_load
-from .logging import Progress, config_hash, setup_logging, write_config
+from .logging import Progress, config_hash, setup_logging, start_log_file
 from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "class_text_features", "test", "check_before_work", "write_eval_outputs"]
+__all__ = ["evaluate", "class_text_features", "test", "check_before_work", "write_eval_outputs",
+           "bad_video_report", "log_metrics"]
 
 
 def check_before_work(cfg, checkpoint: str | None = None) -> None:
@@ -36,6 +41,9 @@ def check_before_work(cfg, checkpoint: str | None = None) -> None:
     wanted = ((checkpoint, "--checkpoint"),) if checkpoint else (
         (cfg.MODEL.RESUME, "MODEL.RESUME (--resume)"),)
     for path, key in wanted:
+        if path and os.path.isdir(path):
+            raise IsADirectoryError(f"{key}: {path} is a directory; give the path of a "
+                                    f"checkpoint file (.pth)")
         if path and not os.path.isfile(path):
             raise FileNotFoundError(f"{key}: checkpoint {path} does not exist")
     ensure_writable_dir(cfg.OUTPUT)
@@ -93,11 +101,13 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     progress.close()
     if was_training:
         net.train()
+    dataset = getattr(loader, "dataset", None)
     local = {
         "scores": torch.cat(scores) if scores else None,
         "labels": torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
         "indices": torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
         "views": views_per_video,
+        "bad": list(dataset.bad_indices()) if hasattr(dataset, "bad_indices") else [],
     }
     parts = du.all_gather_objects(local)
     all_scores = torch.cat([p["scores"] for p in parts if p["scores"] is not None])
@@ -113,16 +123,23 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     if expected is not None and all_indices.numel() != expected:
         raise RuntimeError(f"evaluation scored {all_indices.numel()} videos but the dataset has "
                            f"{expected}: the val/test loader must not drop or pad samples")
-    metrics = classification_metrics(all_scores, all_labels, all_scores.shape[1])
+    bad = sorted({int(i) for p in parts for i in p["bad"]})
+    readable = ~torch.isin(all_indices, torch.tensor(bad, dtype=torch.long))
+    metrics = classification_metrics(all_scores[readable], all_labels[readable],
+                                     all_scores.shape[1])
     metrics["views"] = next((p["views"] for p in parts if p["views"]), None)
+    metrics["bad_videos"] = len(bad)
+    metrics["num_listed"] = int(all_indices.numel())
     return {"metrics": metrics, "scores": all_scores, "labels": all_labels,
-            "indices": all_indices}
+            "indices": all_indices, "bad_indices": bad, "readable": readable}
 
 
 def _predictions_csv(result: dict, dataset) -> str:
+    """One row per listed video; an unreadable one keeps its label and has empty predictions."""
     samples = getattr(dataset, "samples", None)
     k = min(5, result["scores"].shape[1])
     top = result["scores"].topk(k, dim=1)
+    bad = set(result.get("bad_indices", ()))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["index", "path", "label", "correct"]
@@ -130,10 +147,32 @@ def _predictions_csv(result: dict, dataset) -> str:
     for row, index in enumerate(result["indices"].tolist()):
         path = samples[index][0] if samples is not None else ""
         label = int(result["labels"][row])
+        if index in bad:
+            writer.writerow([index, path, label, ""] + [""] * (2 * k))
+            continue
         preds = top.indices[row].tolist()
         writer.writerow([index, path, label, int(preds[0] == label)] + preds
                         + [f"{s:.6f}" for s in top.values[row].tolist()])
     return out.getvalue()
+
+
+def _per_class(classes, per_class: list) -> dict | list:
+    """Per-class accuracy keyed by class name (a name listed twice keeps both, with its index)."""
+    if classes is None or len(classes) != len(per_class):
+        return per_class
+    counts = {name: list(classes).count(name) for name in classes}
+    return {(name if counts[name] == 1 else f"{name} ({i})"): acc
+            for i, (name, acc) in enumerate(zip(classes, per_class))}
+
+
+def bad_video_report(result: dict, dataset, cfg) -> dict:
+    """The summary fields about unreadable videos: count, paths and what was done with them."""
+    samples = getattr(dataset, "samples", None)
+    bad = list(result.get("bad_indices", ()))
+    return {"bad_videos": len(bad),
+            "bad_video_paths": [samples[i][0] if samples is not None else i for i in bad],
+            "bad_video_policy": cfg.TEST.BAD_VIDEO_POLICY,
+            "num_listed": result["metrics"].get("num_listed", result["metrics"]["num_samples"])}
 
 
 def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
@@ -154,9 +193,8 @@ def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
         "config_hash": config_hash(cfg),
         "model": cfg.MODEL.TYPE,
         "dataset": cfg.DATA.DATASET,
-        "per_class_acc": ({name: acc for name, acc in zip(classes, per_class)}
-                          if classes is not None and len(classes) == len(per_class)
-                          else per_class),
+        **bad_video_report(result, dataset, cfg),
+        "per_class_acc": _per_class(classes, per_class),
     }
     atomic_write_text(os.path.join(output_dir, "eval_results.json"),
                       json.dumps(summary, indent=2) + "\n")
@@ -165,23 +203,56 @@ def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
     return summary
 
 
+def log_metrics(metrics: dict, what: str = "") -> None:
+    """The result line, and a warning when unreadable videos were left out of it."""
+    logger.info("%stop-1 %.2f  top-5 %.2f  mean class %.2f  (%d videos)", what, metrics["top1"],
+                metrics["top5"], metrics["mean_class_acc"], metrics["num_samples"])
+    if metrics.get("bad_videos"):
+        logger.warning("%d of %d videos could not be decoded and are left out of these metrics "
+                       "(TEST.BAD_VIDEO_POLICY exclude; their paths: bad_video_paths in "
+                       "eval_results.json)", metrics["bad_videos"], metrics["num_listed"])
+
+
+def _write_eval_config(cfg) -> str:
+    """OUTPUT/config.yaml, unless OUTPUT holds a training run (run_info.json) with another
+    config.yaml, which an evaluation must not replace: then OUTPUT/eval_config.yaml."""
+    path = os.path.join(cfg.OUTPUT, "config.yaml")
+    if os.path.isfile(path) and os.path.isfile(os.path.join(cfg.OUTPUT, "run_info.json")):
+        with open(path, "r", encoding="utf-8") as f:
+            if f.read() != cfg.dump():
+                path = os.path.join(cfg.OUTPUT, "eval_config.yaml")
+    atomic_write_text(path, cfg.dump())
+    return path
+
+
 def test(cfg, checkpoint: str | None) -> dict:
     """Evaluate `checkpoint` on the test split with TEST.NUM_CLIP x TEST.NUM_CROP views.
 
     Writes OUTPUT/eval_results.json and OUTPUT/predictions.csv (rank 0); returns the summary
-    dict (top1, top5, mean_class_acc, num_videos, per_class_acc, ...).
+    dict (top1, top5, mean_class_acc, num_videos, bad_videos, per_class_acc, ...). OUTPUT is
+    locked for the run (engine/runlock.py), and nothing is written there before the checkpoint
+    has loaded into the model.
     """
-    from datasets import build_loader
+    from .runlock import lock_output
 
     if not checkpoint:
         raise ValueError("no checkpoint given: pass --checkpoint PATH (or --resume PATH with "
                          "--eval)")
     dist_info = du.init_distributed(cfg)
     check_before_work(cfg, checkpoint)
-    setup_logging(cfg.OUTPUT, dist_info.rank)
+    lock = lock_output(cfg.OUTPUT, dist_info, "evaluation")
+    try:
+        return _test_locked(cfg, checkpoint, dist_info)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
+    from datasets import build_loader
+
+    setup_logging(cfg.OUTPUT, dist_info.rank, defer_file=True)
     ckpt = safe_load(checkpoint)
-    if dist_info.is_main:
-        write_config(cfg.OUTPUT, cfg)
     loader = build_loader(cfg, "test")  # before the model: it may read the dataset's class list
     # every weight comes from the checkpoint: initialisation files are neither read nor
     # required to exist
@@ -189,13 +260,14 @@ def test(cfg, checkpoint: str | None) -> dict:
     # Strict for every layout: evaluating with some weights left at random init would be a
     # silent wrong answer (the reference's strict=False hid such mismatches).
     load_model_weights(model, ckpt, strict=True, source=checkpoint)
+    if dist_info.is_main:  # the checkpoint fits: from here on the run writes into OUTPUT
+        start_log_file()
+        _write_eval_config(cfg)
     logger.info("testing %s on %d videos x %d clips x %d crops, %d process(es)", checkpoint,
                 len(loader.dataset), cfg.TEST.NUM_CLIP, cfg.TEST.NUM_CROP, dist_info.world_size)
     result = evaluate(model, loader, dist_info.device, amp=amp_dtype(cfg),
                       print_freq=cfg.PRINT_FREQ)
-    m = result["metrics"]
-    logger.info("top-1 %.2f  top-5 %.2f  mean class %.2f  (%d videos)", m["top1"], m["top5"],
-                m["mean_class_acc"], m["num_samples"])
+    log_metrics(result["metrics"])
     summary = None
     if dist_info.is_main:
         summary = write_eval_outputs(cfg, result, loader.dataset, checkpoint)

@@ -15,15 +15,33 @@ import torch
 
 from datasets.fileio import atomic_write_text
 
-__all__ = ["setup_logging", "close_logging", "TensorBoardWriter", "Progress", "write_run_info", "write_config",
-           "config_hash", "git_commit", "memory_mb", "format_seconds"]
+__all__ = ["setup_logging", "start_log_file", "close_logging", "TensorBoardWriter", "Progress",
+           "write_run_info", "write_config", "config_hash", "git_commit", "memory_mb",
+           "format_seconds"]
 
 _HANDLER_TAG = "_vrengine_handler"
 logger = logging.getLogger(__name__)
 
 
-def setup_logging(output_dir: str | None, rank: int = 0, level: int = logging.INFO) -> None:
-    """Rank 0: INFO to stdout and OUTPUT/log.txt. Other ranks: warnings only, prefixed."""
+class _PendingLogFile(logging.Handler):
+    """Holds the records meant for OUTPUT/log.txt until the run is accepted (start_log_file):
+    a run refused after its checks leaves log.txt as it was."""
+
+    def __init__(self, path: str, level: int):
+        super().__init__(level)
+        self.path = path
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def setup_logging(output_dir: str | None, rank: int = 0, level: int = logging.INFO,
+                  defer_file: bool = False) -> None:
+    """Rank 0: INFO to stdout and OUTPUT/log.txt. Other ranks: warnings only, prefixed.
+
+    With ``defer_file`` nothing is written to log.txt until ``start_log_file()``, which writes
+    the records held so far first; without that call log.txt is never touched."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_TAG, False):
@@ -36,7 +54,9 @@ def setup_logging(output_dir: str | None, rank: int = 0, level: int = logging.IN
         stream = logging.StreamHandler(sys.stdout)
         stream.setLevel(level)
         handlers.append(stream)
-        if output_dir:
+        if output_dir and defer_file:
+            handlers.append(_PendingLogFile(os.path.join(output_dir, "log.txt"), level))
+        elif output_dir:
             os.makedirs(output_dir, exist_ok=True)
             file_handler = logging.FileHandler(os.path.join(output_dir, "log.txt"), mode="a")
             file_handler.setLevel(level)
@@ -52,6 +72,24 @@ def setup_logging(output_dir: str | None, rank: int = 0, level: int = logging.IN
         setattr(handler, _HANDLER_TAG, True)
         root.addHandler(handler)
     root.setLevel(min(level, root.level) if root.level else level)
+
+
+def start_log_file() -> None:
+    """Open the log.txt that ``setup_logging(..., defer_file=True)`` held back, writing the
+    records held so far first (a no-op when nothing is held back)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if not isinstance(handler, _PendingLogFile):
+            continue
+        os.makedirs(os.path.dirname(handler.path) or ".", exist_ok=True)
+        file_handler = logging.FileHandler(handler.path, mode="a")
+        file_handler.setLevel(handler.level)
+        file_handler.setFormatter(handler.formatter)
+        setattr(file_handler, _HANDLER_TAG, True)
+        for record in handler.records:
+            file_handler.handle(record)
+        root.removeHandler(handler)
+        root.addHandler(file_handler)
 
 
 def close_logging() -> None:
@@ -199,10 +237,27 @@ def git_commit(start: str | None = None) -> str | None:
     return None
 
 
-def write_run_info(output_dir: str, cfg, dist_info, extra: dict | None = None) -> str:
-    """OUTPUT/run_info.json: commit, versions, device and world size, command line."""
+def _read_json_dict(path: str) -> dict | None:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_run_info(output_dir: str, cfg, dist_info, extra: dict | None = None,
+                   restart: dict | None = None) -> str:
+    """OUTPUT/run_info.json: commit, versions, device and world size, command line.
+
+    When the file exists (a restarted or resumed run) its first ``start_time`` is kept and
+    ``restarts`` gains a record of this start (time, command, host, and ``restart``'s fields,
+    e.g. the checkpoint resumed from); the other fields describe the latest start."""
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    path = os.path.join(output_dir, "run_info.json")
+    previous = _read_json_dict(path) if os.path.isfile(path) else None
     info = {
-        "start_time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "start_time": now,
         "command": sys.argv,
         "git_commit": git_commit(),
         "host": socket.gethostname(),
@@ -224,6 +279,11 @@ def write_run_info(output_dir: str, cfg, dist_info, extra: dict | None = None) -
     except ImportError:
         pass
     info.update(extra or {})
-    path = os.path.join(output_dir, "run_info.json")
+    if previous is not None:
+        info["start_time"] = previous.get("start_time", now)
+        info["restarts"] = list(previous.get("restarts") or []) + [
+            {"time": now, "command": sys.argv, "host": info["host"],
+             "world_size": dist_info.world_size, "config_hash": info["config_hash"],
+             **(restart or {})}]
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     return path

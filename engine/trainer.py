@@ -19,23 +19,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.fileio import remove_stale_temp_files
+from datasets.fileio import atomic_write_text, remove_stale_temp_files
 
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,
                     build_scheduler, count_parameters, scaled_learning_rates, wrap_model)
-from .checkpoint import (FORMAT, build_checkpoint, capture_rng_state, find_resume_checkpoint,
-                         load_model_weights, restore_rng_state, safe_load,
+from .checkpoint import (FORMAT, CheckpointError, build_checkpoint, capture_rng_state,
+                         find_resume_checkpoint, load_model_weights, restore_rng_state, safe_load,
                          save_checkpoint)
 from .config import ConfigError
 from .evaluation import check_before_work, evaluate, test
-from .logging import (Progress, TensorBoardWriter, memory_mb, setup_logging, write_config,
-                      write_run_info)
+from .logging import (Progress, TensorBoardWriter, memory_mb, setup_logging, start_log_file,
+                      write_config, write_run_info)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["train", "test", "evaluate", "throughput", "train_one_epoch", "TrainState",
-           "NonFiniteLossError", "seed_everything", "OOM_ADVICE"]
+           "NonFiniteLossError", "TrainingInterrupted", "seed_everything", "trim_metrics",
+           "OOM_ADVICE"]
 
 OOM_ADVICE = ("out of memory. Lower the memory per step: reduce DATA.BATCH_SIZE (and raise "
               "TRAIN.ACCUMULATION_STEPS to keep the effective batch), set TRAIN.USE_CHECKPOINT "
@@ -47,12 +48,18 @@ class NonFiniteLossError(FloatingPointError):
     """The loss (or gradient norm) became NaN/inf under TRAIN.NAN_POLICY stop."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run stopped and how to go on."""
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # the epoch being (or about to be) trained
     iteration: int = 0  # optimiser updates done since the start of training
     max_accuracy: float = 0.0
     skipped_steps: int = 0  # updates skipped under TRAIN.NAN_POLICY skip
+    batch: int = 0  # the batch of the epoch being trained (what an interruption reports)
+    saved_epoch: int | None = None  # the epoch of the newest checkpoint in OUTPUT
 
 
 def seed_everything(seed: int) -> None:
@@ -72,6 +79,31 @@ def _apply_mixup(mixup, video: torch.Tensor, label: torch.Tensor):
         mixed, target = mixup(video.reshape(b, t * c, h, w), label)
         return mixed.reshape(b, t, c, h, w), target
     return mixup(video, label)
+
+
+def trim_metrics(path: str, epoch: int, restart: dict) -> int:
+    """Before a restarted run appends to OUTPUT/metrics.jsonl: drop the records of epochs it will
+    train again (``epoch`` and later; a kill leaves those of the unfinished epoch) and lines cut
+    by a kill, then add a ``restart`` record. Returns the number of records dropped."""
+    if not os.path.isfile(path):
+        return 0
+    kept, dropped = [], 0
+    with open(path, "r", encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                dropped += 1
+                continue
+            if isinstance(record.get("epoch"), int) and record.get("type") != "restart" \
+                    and record["epoch"] >= epoch:
+                dropped += 1
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+    kept.append(json.dumps({"type": "restart", "epoch": epoch, "dropped_records": dropped,
+                            **restart}) + "\n")
+    atomic_write_text(path, "".join(kept))
+    return dropped
 
 
 class _JsonLines:
@@ -143,6 +175,7 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
     loss_sum, loss_count, clips, skipped_at_start = 0.0, 0, 0, state.skipped_steps
     epoch_start = end = time.time()
     for index, batch in enumerate(loader):
+        state.batch = index
         video, label = batch[0], batch[1]
         data_time = time.time() - end
         video = video.to(device, non_blocking=True)
@@ -203,6 +236,7 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
             if (index + 1) % cfg.PRINT_FREQ == 0 or index + 1 == num_iters:
                 tb.scalars({"memory_mb": memory_mb(device)}, step, prefix="train/")
         end = time.time()
+        state.batch = index + 1  # the next one is in progress (loading) from here on
     progress.close()
     elapsed = time.time() - epoch_start
     return {"epoch": epoch, "loss": loss_sum / max(loss_count, 1), "iterations": num_iters,
@@ -225,22 +259,36 @@ def _configure_determinism(cfg, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState, dist_info) -> bool:
-    """Restore from MODEL.RESUME, or from OUTPUT's newest valid checkpoint under AUTO_RESUME."""
-    path, ckpt = None, None
+def _resume_checkpoint(cfg) -> tuple[str | None, dict | None]:
+    """MODEL.RESUME, or OUTPUT's newest valid checkpoint under AUTO_RESUME, read before any
+    other work (an unreadable or unsafe file stops the run at once)."""
     if cfg.MODEL.RESUME:
-        path, ckpt = cfg.MODEL.RESUME, safe_load(cfg.MODEL.RESUME)
-    elif cfg.TRAIN.AUTO_RESUME:
-        path, ckpt = find_resume_checkpoint(cfg.OUTPUT)
+        return cfg.MODEL.RESUME, safe_load(cfg.MODEL.RESUME)
+    if cfg.TRAIN.AUTO_RESUME:
+        return find_resume_checkpoint(cfg.OUTPUT)
+    return None, None
+
+
+def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState, dist_info,
+            path: str | None, ckpt: dict | None) -> str | None:
+    """Restore the training state from ``ckpt`` (read by _resume_checkpoint); returns its path
+    when training state was restored."""
     if ckpt is None:
-        return False
+        return None
     if ckpt.get("format") != FORMAT:
         load_model_weights(model, ckpt, strict=False, source=path)
         logger.warning("%s is not one of this engine's checkpoints (a reference one?): only the "
                        "model weights were loaded; training starts at epoch 0 with a fresh "
                        "optimiser and schedule", path)
-        return False
-    load_model_weights(model, ckpt, strict=True, source=path)
+        return None
+    try:
+        load_model_weights(model, ckpt, strict=True, source=path)
+    except CheckpointError as err:
+        if cfg.MODEL.RESUME:
+            raise
+        raise CheckpointError(f"OUTPUT {cfg.OUTPUT} holds a run of another model config, "
+                              f"which this run would resume: {err}. Choose another OUTPUT "
+                              f"(--output DIR)") from err
     optimizer.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scheduler") is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -258,9 +306,10 @@ def _resume(cfg, model, optimizer, scheduler, scaler, state: TrainState, dist_in
                        "re-seeded, so the run will not repeat the original bit for bit",
                        path, len(rng), dist_info.world_size)
         seed_everything(cfg.SEED + dist_info.rank + 1000 * state.epoch)
+    state.saved_epoch = state.epoch - 1
     logger.info("resumed from %s: epoch %d done, %d updates, best top-1 %.2f", path,
                 state.epoch - 1, state.iteration, state.max_accuracy)
-    return True
+    return path
 
 
 def _loader_set_epoch(loader, epoch: int) -> None:
@@ -286,23 +335,56 @@ def train(cfg) -> dict:
 
     Writes OUTPUT/config.yaml, run_info.json, log.txt, metrics.jsonl, tb/, latest.pth,
     ckpt_epoch_{e}.pth (every SAVE_FREQ epochs) and best.pth (highest validation top-1).
+    OUTPUT is locked for the run (engine/runlock.py): a second run on it is refused. Nothing is
+    written into OUTPUT before the data, the model and the checkpoint to resume from have
+    loaded, so a run refused by those checks leaves a finished run's files as they were.
     """
-    from datasets import build_loader, build_mixup
+    from .runlock import lock_output
 
     if cfg.EVAL_MODE:
         checkpoint = cfg.MODEL.RESUME or os.path.join(cfg.OUTPUT, "best.pth")
         return test(cfg, checkpoint)
+    if cfg.TRAIN.EPOCHS < 1:
+        raise ConfigError(f"key TRAIN.EPOCHS: {cfg.TRAIN.EPOCHS} epochs leave nothing to train; "
+                          f"set it to 1 or more (to evaluate a checkpoint use tools/test.py)")
     dist_info = du.init_distributed(cfg)
     check_before_work(cfg)
-    setup_logging(cfg.OUTPUT, dist_info.rank)
+    lock = lock_output(cfg.OUTPUT, dist_info, "training")
+    try:
+        return _train_locked(cfg, dist_info)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _start_run_files(cfg, dist_info, state: TrainState, resumed_from: str | None) -> None:
+    """The run is accepted: log.txt, config.yaml, run_info.json (history kept) and
+    metrics.jsonl (records of the epochs to train again dropped), on rank 0."""
+    if not dist_info.is_main:
+        return
+    start_log_file()
+    remove_stale_temp_files(cfg.OUTPUT)  # half-written files of a killed run
+    write_config(cfg.OUTPUT, cfg)
+    restart = {"resumed_from": os.path.abspath(resumed_from) if resumed_from else None,
+               "start_epoch": state.epoch, "iteration": state.iteration}
+    write_run_info(cfg.OUTPUT, cfg, dist_info, restart=restart)
+    dropped = trim_metrics(os.path.join(cfg.OUTPUT, "metrics.jsonl"), state.epoch,
+                           {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **restart})
+    if dropped:
+        logger.info("metrics.jsonl: dropped %d records of epochs from %d on, which this run "
+                    "trains again", dropped, state.epoch)
+
+
+def _train_locked(cfg, dist_info) -> dict:
+    from datasets import build_loader, build_mixup
+
+    # log.txt is held back until the run is accepted (_start_run_files)
+    setup_logging(cfg.OUTPUT, dist_info.rank, defer_file=True)
     _configure_determinism(cfg, dist_info.device)
-    if dist_info.is_main:
-        remove_stale_temp_files(cfg.OUTPUT)  # half-written files of a killed run
-        write_config(cfg.OUTPUT, cfg)
-        write_run_info(cfg.OUTPUT, cfg, dist_info)
     logger.info("world size %d, device %s, backend %s, output %s", dist_info.world_size,
                 dist_info.device, dist_info.backend or "none", os.path.abspath(cfg.OUTPUT))
     seed_everything(cfg.SEED + dist_info.rank)
+    resume_path, resume_ckpt = _resume_checkpoint(cfg)
 
     # Data first: bad data paths fail before the (possibly large) model is built, and a
     # generated set (synthetic) exists before the model's class names are read from it.
@@ -334,7 +416,18 @@ def train(cfg) -> dict:
 
     state = TrainState(epoch=cfg.TRAIN.START_EPOCH)
     ddp_model = wrap_model(cfg, model, dist_info)
-    _resume(cfg, model, optimizer, scheduler, scaler, state, dist_info)
+    resumed_from = _resume(cfg, model, optimizer, scheduler, scaler, state, dist_info,
+                           resume_path, resume_ckpt)
+    del resume_ckpt
+    summary = {"max_accuracy": state.max_accuracy, "last_metrics": None,
+               "epochs": cfg.TRAIN.EPOCHS, "iterations": state.iteration,
+               "skipped_steps": state.skipped_steps, "output": os.path.abspath(cfg.OUTPUT)}
+    if state.epoch >= cfg.TRAIN.EPOCHS:
+        logger.warning("nothing to train: %s already holds epoch %d of TRAIN.EPOCHS %d; raise "
+                       "TRAIN.EPOCHS to train on, or choose another OUTPUT. No file was changed.",
+                       resumed_from or cfg.OUTPUT, state.epoch - 1, cfg.TRAIN.EPOCHS)
+        return summary
+    _start_run_files(cfg, dist_info, state, resumed_from)
 
     tb = TensorBoardWriter(os.path.join(cfg.OUTPUT, "tb"), enabled=dist_info.is_main)
     log = _JsonLines(os.path.join(cfg.OUTPUT, "metrics.jsonl") if dist_info.is_main else None)
@@ -342,7 +435,7 @@ def train(cfg) -> dict:
     last_metrics = None
     try:
         for epoch in range(state.epoch, cfg.TRAIN.EPOCHS):
-            state.epoch = epoch
+            state.epoch, state.batch = epoch, 0
             _loader_set_epoch(train_loader, epoch)
             stats = train_one_epoch(cfg, ddp_model, train_loader, optimizer, scheduler, scaler,
                                     criterion, dist_info.device, state, mixup=mixup, tb=tb,
@@ -361,7 +454,6 @@ def train(cfg) -> dict:
                 result = evaluate(ddp_model, val_loader, dist_info.device, amp=amp_dtype(cfg),
                                   desc=f"Val epoch {epoch}", print_freq=cfg.PRINT_FREQ)
                 last_metrics = result["metrics"]
-                last_metrics["bad_videos"] = _bad_videos(val_loader)
                 is_best = last_metrics["top1"] > state.max_accuracy or state.max_accuracy == 0.0
                 state.max_accuracy = max(state.max_accuracy, last_metrics["top1"])
                 logger.info("epoch %d validation: top-1 %.2f  top-5 %.2f  mean class %.2f  "
@@ -369,6 +461,10 @@ def train(cfg) -> dict:
                             last_metrics["top5"], last_metrics["mean_class_acc"],
                             last_metrics["num_samples"], last_metrics["bad_videos"],
                             state.max_accuracy)
+                if last_metrics["bad_videos"]:
+                    logger.warning("%d unreadable validation videos are left out of the "
+                                   "validation metrics (TEST.BAD_VIDEO_POLICY exclude)",
+                                   last_metrics["bad_videos"])
                 tb.scalars({k: last_metrics[k] for k in ("top1", "top5", "mean_class_acc")},
                            epoch, prefix="val/")
                 log.write({"type": "val", "epoch": epoch,
@@ -384,14 +480,20 @@ def train(cfg) -> dict:
                 written = save_checkpoint(ckpt, cfg.OUTPUT, epoch, cfg.SAVE_FREQ, is_best,
                                           last_epoch)
                 logger.info("saved %s", ", ".join(os.path.basename(p) for p in written))
+            state.saved_epoch = epoch
             du.barrier()
             tb.flush()
+    except KeyboardInterrupt as err:
+        saved = (f"the last checkpoint is epoch {state.saved_epoch}"
+                 if state.saved_epoch is not None else "no checkpoint was written yet")
+        raise TrainingInterrupted(f"interrupted at epoch {state.epoch} iteration {state.batch}; "
+                                  f"{saved}; run the same command to resume") from err
     finally:
         tb.close()
         log.close()
-    return {"max_accuracy": state.max_accuracy, "last_metrics": last_metrics,
-            "epochs": cfg.TRAIN.EPOCHS, "iterations": state.iteration,
-            "skipped_steps": state.skipped_steps, "output": os.path.abspath(cfg.OUTPUT)}
+    summary.update(max_accuracy=state.max_accuracy, last_metrics=last_metrics,
+                   iterations=state.iteration, skipped_steps=state.skipped_steps)
+    return summary
 
 
 @torch.no_grad()

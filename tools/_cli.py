@@ -6,20 +6,24 @@
 
 Exit codes: 0 done; 2 bad input (a config, annotation or checkpoint error, a missing or
 unwritable user path, a bad option: one ``error: ...`` line on stderr instead of a traceback);
-3 training stopped on a non-finite loss; 130 interrupted (Ctrl-C). Anything else is a bug and
-keeps its traceback (exit 1). ``--debug`` or ``VIDEO_DEBUG=1`` prints the traceback of the
+3 training stopped on a non-finite loss; 130 interrupted (Ctrl-C; a training run says at which
+epoch and iteration). A full disk is bad input too (exit 2). Anything else is a bug and keeps its
+traceback (exit 1). ``--debug`` or ``VIDEO_DEBUG=1`` prints the traceback of the
 errors above too. Logging handlers and the process group are always closed.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import sys
 import traceback
 from typing import Callable
 
 __all__ = ["UsageError", "user_errors", "EXIT_USER_ERROR", "EXIT_NON_FINITE", "EXIT_INTERRUPTED",
-           "new_parser", "debug_requested", "exit_code", "run_cli", "make_main"]
+           "new_parser", "debug_requested", "exit_code", "one_line", "is_disk_full", "run_cli",
+           "make_main"]
 
 EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
@@ -33,10 +37,37 @@ class UsageError(ValueError):
 def user_errors() -> tuple:
     """The exception types that mean bad input, not a bug (imported late: ``--help`` stays fast)."""
     from datasets.annotations import AnnotationError
+    from datasets.decoding import VideoDecodeError
     from engine.checkpoint import CheckpointError
     from engine.config import ConfigError
-    return (UsageError, ConfigError, AnnotationError, CheckpointError, FileNotFoundError,
-            PermissionError, NotADirectoryError, IsADirectoryError)
+    from engine.runlock import RunLockedError
+    return (UsageError, ConfigError, AnnotationError, CheckpointError, VideoDecodeError,
+            RunLockedError, FileNotFoundError, PermissionError, NotADirectoryError,
+            IsADirectoryError)
+
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+# How a DataLoader worker's exception comes back: "Caught X in DataLoader worker process N.
+# Original Traceback (most recent call last): ..." with the error's own line last.
+_WORKER_WRAPPED = re.compile(r"^Caught \w+ in .*\nOriginal Traceback", re.DOTALL)
+_EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b: ")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in _DISK_FULL
+
+
+def one_line(err: BaseException) -> str:
+    """The message of an expected error as one line: a DataLoader worker's wrapped traceback
+    gives its last line (the original error), without the exception's class name."""
+    text = str(err) or type(err).__name__
+    if _WORKER_WRAPPED.match(text):
+        lines = [line for line in text.splitlines() if line.strip()]
+        text = _EXCEPTION_PREFIX.sub("", lines[-1].strip()) if lines else text
+    if is_disk_full(err) and not text.startswith("no space left"):
+        where = f" while writing {err.filename}" if getattr(err, "filename", None) else ""
+        text = f"no space left on device{where}; free space or choose another OUTPUT"
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def new_parser(description: str | None, **kwargs) -> argparse.ArgumentParser:
@@ -59,7 +90,7 @@ def exit_code(err: BaseException) -> int | None:
         return EXIT_INTERRUPTED
     if isinstance(err, NonFiniteLossError):
         return EXIT_NON_FINITE
-    if isinstance(err, user_errors()):
+    if isinstance(err, user_errors()) or is_disk_full(err):
         return EXIT_USER_ERROR
     return None
 
@@ -82,10 +113,10 @@ def run_cli(job: Callable[[], int | None], debug: bool = False) -> int:
             raise
         if debug_requested(debug):
             traceback.print_exc()
-        if code == EXIT_INTERRUPTED:
-            print("interrupted", file=sys.stderr)
+        if code == EXIT_INTERRUPTED:  # a run may say where it stopped (engine.trainer)
+            print(str(err).strip() or "interrupted", file=sys.stderr)
         else:
-            print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
+            print(f"error: {one_line(err)}", file=sys.stderr)
         return code
     finally:
         _close_runtime()

@@ -8,8 +8,13 @@
 
 Writes OUT/train.csv and OUT/val.csv (`path,label` lines, paths relative to --root, so set
 DATA.ROOT to --root) and OUT/classes.txt, after checking every entry: missing or empty video
-files, labels outside the class list, duplicate entries. Missing files are reported and left out
-of the written lists. Exit status 1 when problems were found (0 otherwise).
+files, labels outside the class list, duplicate entries, and (``--decode``) videos the decoder
+cannot read: each one is opened with ``--decoder`` (DATA.DECODER), its frames are counted and
+its last frame is decoded, in ``--workers`` processes with a progress bar. That catches text
+files renamed .mp4, truncated files and audio-only files; it is on by default for lists of up
+to 5000 entries (``--decode`` / ``--no-decode`` choose). Entries with problems are reported and
+left out of the written lists. Exit status 1 when problems were found, 0 otherwise; 2 for bad
+input (an unreadable list or class file, a bad option), with one ``error:`` line.
 """
 from __future__ import annotations
 
@@ -20,15 +25,68 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datasets import layout_names, load_annotations  # noqa: E402
-from datasets.annotations import AnnotationError, read_class_names, read_list_file  # noqa: E402
-from datasets.decoding import list_frame_files  # noqa: E402
-from datasets.fileio import atomic_write_text  # noqa: E402
+from tools._cli import UsageError, make_main, new_parser  # noqa: E402
+
+DECODE_DEFAULT_LIMIT = 5000  # --decode is on by default for lists up to this many entries
 
 
-def check_samples(samples, num_classes, name: str, frames: bool = False):
+def _decode_problem(job: tuple[str, str]) -> str | None:
+    """Open one video with the decoder, count its frames and decode the last one (in a worker
+    process); the problem as a line, or None."""
+    import numpy as np
+
+    from datasets.decoding import VideoDecodeError, load_frames
+    path, decoder = job
+    counted = []
+
+    def last_frame(n: int):
+        counted.append(n)
+        return np.asarray([n - 1], dtype=np.int64)
+
+    try:
+        frames = load_frames(path, last_frame, decoder)
+    except VideoDecodeError as err:
+        reason = str(err)
+        reason = reason[len(path) + 2:] if reason.startswith(f"{path}: ") else reason
+        return f"{path}: cannot be decoded with {decoder}: {reason}"
+    except Exception as err:  # noqa: BLE001 - a decoder crash is a problem of this file
+        return f"{path}: cannot be decoded with {decoder}: {type(err).__name__}: {err}"
+    if not counted or counted[0] <= 0 or frames.shape[0] != 1:
+        return f"{path}: no video frames ({decoder})"
+    return None
+
+
+def decode_problems(paths: list[str], decoder: str, workers: int, name: str) -> dict[str, str]:
+    """{path: problem} for the videos that ``decoder`` cannot read (progress bar, processes)."""
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+    jobs = [(path, decoder) for path in paths]
+    bar = tqdm(total=len(jobs), desc=f"decoding {name}", unit="video")
+    problems = {}
+    if workers > 1 and len(jobs) > 1:
+        with get_context("fork" if os.name == "posix" else "spawn").Pool(
+                min(workers, len(jobs))) as pool:
+            for (path, _), problem in zip(jobs, pool.imap(_decode_problem, jobs, chunksize=4)):
+                bar.update()
+                if problem:
+                    problems[path] = problem
+    else:
+        for job in jobs:
+            problem = _decode_problem(job)
+            bar.update()
+            if problem:
+                problems[job[0]] = problem
+    bar.close()
+    return problems
+
+
+def check_samples(samples, num_classes, name: str, frames: bool = False, decode: bool = False,
+                  decoder: str = "decord", workers: int = 1):
     """(good samples, problems): problems is a list of human-readable lines."""
     from tqdm import tqdm
+
+    from datasets.decoding import list_frame_files
     problems, good = [], []
     counts = Counter(path for path, _ in samples)
     for path, label in tqdm(samples, desc=f"checking {name}", unit="video"):
@@ -46,6 +104,11 @@ def check_samples(samples, num_classes, name: str, frames: bool = False):
             problems.append(f"{path}: empty file (0 bytes)")
             continue
         good.append((path, label))
+    if decode and good:
+        unique = list(dict.fromkeys(path for path, _ in good))
+        failed = decode_problems(unique, "frames" if frames else decoder, workers, name)
+        problems += [failed[path] for path in unique if path in failed]
+        good = [(path, label) for path, label in good if path not in failed]
     for path, count in counts.items():
         if count > 1:
             problems.append(f"{path}: listed {count} times")
@@ -61,6 +124,8 @@ def _report(name: str, total: int, problems: list[str], limit: int = 20) -> None
 
 
 def _write_list(path: str, samples, root: str) -> None:
+    from datasets.annotations import AnnotationError
+    from datasets.fileio import atomic_write_text
     lines = []
     for video, label in samples:
         rel = os.path.relpath(video, root) if root else video
@@ -71,7 +136,18 @@ def _write_list(path: str, samples, root: str) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def _decode_wanted(args, count: int) -> bool:
+    if args.decode is not None:
+        return args.decode
+    if count > DECODE_DEFAULT_LIMIT:
+        print(f"{count} entries: decoding each video is off above {DECODE_DEFAULT_LIMIT} "
+              f"(use --decode to check them all)")
+    return count <= DECODE_DEFAULT_LIMIT
+
+
 def prepare(args) -> int:
+    from datasets import load_annotations
+    from datasets.fileio import atomic_write_text
     from engine.config import get_cfg
     cfg = get_cfg()
     cfg.DATA.DATASET, cfg.DATA.ROOT, cfg.DATA.SPLIT = args.dataset, args.root, args.split
@@ -81,7 +157,9 @@ def prepare(args) -> int:
     status, classes = 0, None
     for split, out_name in (("train", "train.csv"), ("val", "val.csv")):
         samples, classes = load_annotations(cfg, split)
-        good, problems = check_samples(samples, len(classes) if classes else None, split)
+        good, problems = check_samples(samples, len(classes) if classes else None, split,
+                                       decode=_decode_wanted(args, len(samples)),
+                                       decoder=args.decoder, workers=args.workers)
         _report(f"{args.dataset} {split}", len(samples), problems)
         status |= bool(problems)
         _write_list(os.path.join(args.out, out_name), good, args.root)
@@ -96,17 +174,21 @@ def prepare(args) -> int:
 
 
 def validate(args) -> int:
+    from datasets.annotations import read_class_names, read_list_file
     classes = read_class_names(args.label_list) if args.label_list else None
     samples = read_list_file(args.validate, args.root)
     good, problems = check_samples(samples, len(classes) if classes else None, args.validate,
-                                   frames=args.frames)
+                                   frames=args.frames,
+                                   decode=_decode_wanted(args, len(samples)),
+                                   decoder=args.decoder, workers=args.workers)
     _report(args.validate, len(samples), problems)
     return 1 if problems else 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None) -> argparse.Namespace:
+    from datasets import layout_names
+    from datasets.decoding import DECODERS
+    parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=layout_names(),
                         help="raw layout to convert (a DATA.DATASET value)")
     parser.add_argument("--root", default="", help="dataset root (DATA.ROOT)")
@@ -117,16 +199,29 @@ def main(argv=None) -> int:
     parser.add_argument("--label-list", default="", help="class names (id,name csv or one/line)")
     parser.add_argument("--validate", default="", help="check an existing list file instead")
     parser.add_argument("--frames", action="store_true", help="--validate: entries are frame dirs")
-    args = parser.parse_args(argv)
-    try:
-        if args.validate:
-            return validate(args)
-        if not (args.dataset and args.out):
-            parser.error("give --dataset NAME --root DIR --out DIR, or --validate FILE")
-        return prepare(args)
-    except AnnotationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    parser.add_argument("--decode", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"open every video with the decoder (default: on for up to "
+                             f"{DECODE_DEFAULT_LIMIT} entries)")
+    parser.add_argument("--decoder", default="decord", choices=[d for d in DECODERS
+                                                                if d != "frames"],
+                        help="DATA.DECODER to check with (default decord, which falls back to "
+                             "PyAV as training does)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="decoding processes")
+    return parser.parse_args(argv)
+
+
+def run(args) -> int:
+    if args.workers < 1:
+        raise UsageError(f"--workers: give at least 1 process, got {args.workers}")
+    if args.validate:
+        return validate(args)
+    if not (args.dataset and args.out):
+        raise UsageError("give --dataset NAME --root DIR --out DIR, or --validate FILE")
+    return prepare(args)
+
+
+main = make_main(parse_args, run)
 
 
 if __name__ == "__main__":

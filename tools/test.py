@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> None:
         opts += ["OUTPUT", args.output]
     cfg = load_cfg(args.cfg or released_config(args.checkpoint), opts)
     checkpoint = zoo.resolve(args.checkpoint, "--checkpoint")  # a zoo name: fetched here
+    if os.path.isdir(checkpoint):
+        raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path "
+                                f"of a checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
     test(cfg, checkpoint)

@@ -49,10 +49,12 @@ def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
         else:
             with torch.serialization.safe_globals(_SAFE_GLOBALS):
                 ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError and friends: say what to do
-        raise RuntimeError(f"cannot read checkpoint {where} with torch.load(weights_only=True): "
-                           f"{err}. Re-save only the weights: "
-                           f"torch.save({{'model': state_dict}}, path)") from err
+    except Exception as err:  # noqa: BLE001 - UnpicklingError, a truncated zip, a text file...
+        # torch's own text is not repeated: it advises weights_only=False, which runs the file
+        raise RuntimeError(f"{where}: cannot be read with torch.load(weights_only=True) "
+                           f"({type(err).__name__}): it is truncated, not a checkpoint, or needs "
+                           f"code to be unpickled. Re-save only the weights from a trusted "
+                           f"environment: torch.save({{'model': state_dict}}, path)") from err
     for wrapper in ("model", "state_dict"):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(wrapper), dict):
             ckpt = ckpt[wrapper]

@@ -32,7 +32,12 @@ def build_model(cfg) -> VideoFocalNet:
         logger.info("TRAIN.PRETRAINED_PATH not loaded: weights come from %s",
                     "the evaluated checkpoint" if cfg.EVAL_MODE else "MODEL.RESUME")
     elif cfg.TRAIN.PRETRAINED_PATH:
-        load_pretrained(model, cfg.TRAIN.PRETRAINED_PATH, key="TRAIN.PRETRAINED_PATH")
+        try:
+            load_pretrained(model, cfg.TRAIN.PRETRAINED_PATH)
+        except (ValueError, RuntimeError) as err:  # unreadable, or another model's: name the key
+            raise ValueError(f"key TRAIN.PRETRAINED_PATH: {err}") from err
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"TRAIN.PRETRAINED_PATH: {err}") from None
     return model
 
 

@@ -15,6 +15,7 @@ from timm.models import register_model
 
 from .config import model_kwargs_from_cfg, uses_precomputed_text
 from .model import VitaCLIP
+from .weights import BackboneError
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,11 @@ def build_model(cfg, class_names: Optional[Sequence[str]] = None) -> VitaCLIP:
                       ("MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH", features)):
         if path and not os.path.isfile(path):
             raise ValueError(f"key {key}: file not found: {path}")
-    model = VitaCLIP(class_names=class_names or (), backbone=backbone or None,
-                     zeroshot_text_features=features, **kwargs)
+    try:
+        model = VitaCLIP(class_names=class_names or (), backbone=backbone or None,
+                         zeroshot_text_features=features, **kwargs)
+    except BackboneError as err:  # unreadable, or weights of another model: name the key
+        raise ValueError(f"key MODEL.VITA.BACKBONE_PATH: {err}") from err
     if cfg.TRAIN.USE_CHECKPOINT:
         model.set_grad_checkpointing(True)
     trainable, total = model.parameter_counts()

@@ -29,7 +29,8 @@ from timm.models import clean_state_dict
 logger = logging.getLogger(__name__)
 
 __all__ = ["read_torchscript_state_dict", "read_checkpoint", "openai_to_vita",
-           "clip_param_names", "load_clip_weights", "BackboneReport", "checkpoint_filter_fn"]
+           "clip_param_names", "load_clip_weights", "BackboneReport", "BackboneError",
+           "checkpoint_filter_fn"]
 
 # OpenAI tensors with no destination in Vita-CLIP (model hyper-parameters, the causal mask)
 _IGNORED_OPENAI = re.compile(r"^(input_resolution|context_length|vocab_size|.*attn_mask)$")
@@ -111,6 +112,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                           _internal=True)
 
 
+class BackboneError(ValueError):
+    """A CLIP weight file that cannot be read, or whose tensors do not fit the model."""
+
+
+class UnsafeBackboneError(BackboneError, pickle.UnpicklingError):
+    """A file that names code to run (a global other than tensors and containers)."""
+
+
 def _flatten(obj, prefix: str, out: Dict[str, torch.Tensor]) -> None:
     state = obj.state if isinstance(obj, _ScriptModuleStub) else obj
     if not isinstance(state, Mapping):
@@ -127,14 +136,14 @@ def read_torchscript_state_dict(path: str) -> Dict[str, torch.Tensor]:
     with zipfile.ZipFile(path) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
         if not pickles:
-            raise ValueError(f"{path}: zip file without <archive>/data.pkl; not a TorchScript "
+            raise BackboneError(f"{path}: zip file without <archive>/data.pkl; not a TorchScript "
                              f"archive or torch.save file")
         prefix = pickles[0][: -len("data.pkl")]
         root = _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix, path).load()
     tensors: Dict[str, torch.Tensor] = {}
     _flatten(root, "", tensors)
     if not tensors:
-        raise ValueError(f"{path}: the TorchScript archive holds no tensors")
+        raise BackboneError(f"{path}: the TorchScript archive holds no tensors")
     return tensors
 
 
@@ -149,12 +158,23 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """A state dict from a CLIP/Vita-CLIP file; never executes code from the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path} (MODEL.VITA.BACKBONE_PATH)")
-    if _is_torchscript(path):
-        return read_torchscript_state_dict(path)
     try:
+        if _is_torchscript(path):
+            return read_torchscript_state_dict(path)
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except BackboneError:
+        raise
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{path}: cannot be read safely (weights_only): {err}") from err
+        if "refusing to load global" in str(err):  # the TorchScript reader's own refusal
+            raise UnsafeBackboneError(str(err)) from err
+        raise BackboneError(f"{path}: cannot be read with torch.load(weights_only=True) "
+                            f"(UnpicklingError): it is not a CLIP checkpoint, or needs code "
+                            f"to be unpickled") from err
+    except Exception as err:  # noqa: BLE001 - UnpicklingError, a truncated zip, a text file...
+        # torch's own text is not repeated: it advises weights_only=False, which runs the file
+        raise BackboneError(f"{path}: cannot be read with torch.load(weights_only=True) "
+                            f"({type(err).__name__}): it is truncated, not a CLIP checkpoint, "
+                            f"or needs code to be unpickled") from err
     return unwrap_state_dict(data, path)
 
 
@@ -164,7 +184,7 @@ def unwrap_state_dict(data, source: str = "checkpoint") -> Dict[str, torch.Tenso
         if isinstance(data, Mapping) and key in data and isinstance(data[key], Mapping):
             data = data[key]
     if not isinstance(data, Mapping):
-        raise ValueError(f"{source}: expected a state dict, got {type(data).__name__}")
+        raise BackboneError(f"{source}: expected a state dict, got {type(data).__name__}")
     tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
     return clean_state_dict(tensors)
 
@@ -228,8 +248,9 @@ def to_vita_names(state_dict: Mapping[str, torch.Tensor], source: str) -> Dict[s
     if "visual.patch_embed.proj.weight" in keys:
         return {k: v for k, v in state_dict.items() if not _IGNORED_OPENAI.match(k)}
     sample = ", ".join(sorted(keys)[:5])
-    raise ValueError(f"{source}: not a CLIP checkpoint: expected `visual.conv1.weight` (OpenAI) "
-                     f"or `visual.patch_embed.proj.weight` (Vita-CLIP backbone); found {sample}")
+    raise BackboneError(f"{source}: not a CLIP checkpoint: expected `visual.conv1.weight` "
+                        f"(OpenAI) or `visual.patch_embed.proj.weight` (Vita-CLIP backbone); "
+                        f"found {sample}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -301,7 +322,7 @@ def load_clip_weights(model: nn.Module, source: Union[str, Mapping[str, torch.Te
                             f"{tuple(params[key].shape)} (check MODEL.VITA.* widths, "
                             f"DATA.IMG_SIZE and the patch size against the checkpoint)")
     if problems:
-        raise ValueError(f"cannot load CLIP weights from {name}:\n  " + "\n  ".join(problems))
+        raise BackboneError(f"cannot load CLIP weights from {name}: " + "; ".join(problems))
     dtypes = {str(mapped[k].dtype).replace("torch.", "") for k in wanted}
     with torch.no_grad():
         for key in wanted:

@@ -152,8 +152,11 @@ def load_ablation(path: str, base_cfg: str | None = None, base_opts: Sequence = 
         if base_cfg is not None or cfg_file is not None:
             try:
                 variant_cfg(variant, base_cfg, base_opts, output_dir="output/_check")
-            except ConfigError as err:
-                raise ConfigError(f"{where}: {err}") from err
+            except ConfigError as err:  # `where` names the variant already
+                text = str(err)
+                own = f"{variant_source(variant)}: "
+                raise ConfigError(f"{where}: {text[len(own):] if text.startswith(own) else text}"
+                                  ) from err
         variants.append(variant)
     return variants
 
@@ -177,7 +180,15 @@ def variant_cfg(variant: Variant, base_cfg: str | None, base_opts: Sequence, out
     overridden = set(base_opts[0::2]) & set(variant.opts)
     if overridden:
         logger.info("variant %s overrides command-line key(s) %s", variant.name, sorted(overridden))
-    return load_cfg(variant.cfg or base_cfg, variant_cli_opts(variant, base_opts, output_dir))
+    opts = variant_cli_opts(variant, base_opts, output_dir)
+    # the variant's own keys are a layer of their own, so that an error names the variant
+    return load_cfg(variant.cfg or base_cfg, opts[:len(base_opts)],
+                    layers=[(variant_source(variant), opts[len(base_opts):])])
+
+
+def variant_source(variant: Variant) -> str:
+    """How config errors name a value that a variant's `opts` set."""
+    return f"variant {variant.name}"
 
 
 def _parsed_like_merge_opts(text: str):
