@@ -258,8 +258,8 @@ def test_unknown_name_is_one_clear_error(env):
 def _vita_cfg(names: Path, *opts):
     names.write_text("archery\nplaying guitar\njuggling balls\n")
     return load_cfg(str(REPO / "configs/vita_clip/tiny.yaml"),
-                    [*VITA_OPTS, "DATA.LABEL_LIST", str(names), "OUTPUT", str(names.parent / "o"),
-                     *opts])
+                    [*VITA_OPTS, "DATA.LABEL_LIST", str(names), "MODEL.NUM_CLASSES", "3",
+                     "OUTPUT", str(names.parent / "o"), *opts])
 
 
 def test_backbone_path_openai_name_reads_a_torch_written_archive(env, server, files, tmp_path):
@@ -326,7 +326,7 @@ def test_checkpoint_name_evaluates_a_vita_clip_training_checkpoint(env, server, 
                                                                    tmp_path, capsys):
     opts = [*VITA_OPTS, "DATA.NUM_FRAMES", 4, "DATA.DATASET", "synthetic", "DATA.ROOT",
             synthetic, "DATA.LABEL_LIST", synthetic / "classes.txt", "DATA.NUM_WORKERS", 0,
-            "DATA.INPUT_SIZE", 32,
+            "DATA.INPUT_SIZE", 32, "MODEL.NUM_CLASSES", 10,
             "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1, "TEST.BATCH_SIZE", 2,
             "DATA.SYNTHETIC.NUM_TRAIN", 4, "DATA.SYNTHETIC.NUM_VAL", 2,
             "DATA.SYNTHETIC.NUM_FRAMES", 4, "DATA.SYNTHETIC.SIZE", 32]
