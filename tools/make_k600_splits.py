@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.annotations import read_class_names  # noqa: E402
 from datasets.fileio import atomic_write_text  # noqa: E402
 from datasets.layouts import LABELS_DIR  # noqa: E402
+from tools._cli import make_main, new_parser  # noqa: E402
 
 LABELS = str(LABELS_DIR)
 SEED = 600
@@ -70,11 +71,13 @@ def splits(novel: list[str]) -> list[list[str]]:
     return out
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     novel = novel_classes()
     files = {"k600_novel_classes.txt": novel}
     for k, names in enumerate(splits(novel), start=1):
@@ -91,6 +94,9 @@ def main(argv=None) -> int:
             atomic_write_text(path, text)
             print(f"wrote {path} ({len(names)} classes)")
     return status
+
+
+main = make_main(parse_args, run)
 
 
 if __name__ == "__main__":
