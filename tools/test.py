@@ -1,7 +1,8 @@
 """Evaluate a checkpoint with multi-view testing: ``tools/test.py --cfg FILE --checkpoint PATH``.
 
-Views per video: TEST.NUM_CLIP x TEST.NUM_CROP. Writes OUTPUT/eval_results.json and
-OUTPUT/predictions.csv. Runs under plain ``python`` or ``torchrun`` (videos split over processes).
+Views per video: TEST.NUM_CLIP x TEST.NUM_CROP. Writes OUTPUT/eval_results.json,
+OUTPUT/predictions.csv and OUTPUT/scores.npy (the averaged probabilities, N x C, in
+predictions.csv row order). Runs under plain ``python`` or ``torchrun`` (videos split over processes).
 """
 from __future__ import annotations
 
