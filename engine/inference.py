@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from typing import Callable, Iterator, Sequence
 
@@ -37,9 +36,10 @@ from .registry import model_family
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["find_videos", "parse_labels", "time_windows", "load_trained_model", "output_names",
-           "video_spans", "span_views", "predict_spans", "clip_features", "feature_spans",
-           "visual_taps", "capture_outputs", "modulator_maps", "grad_cam", "Span"]
+__all__ = ["collect_videos", "parse_labels", "time_windows", "load_trained_model",
+           "output_names", "video_spans", "span_views", "predict_spans", "clip_features",
+           "feature_spans", "visual_taps", "capture_outputs", "modulator_maps", "grad_cam",
+           "Span"]
 
 Span = tuple[int, int]  # [start, stop) frame positions of a window
 LIST_EXTENSIONS = (".txt", ".csv", ".lst", ".list")
@@ -76,7 +76,7 @@ def _list_entries(path: str) -> list[str]:
     return videos
 
 
-def find_videos(inputs: Sequence[str], what: str = "input") -> list[str]:
+def collect_videos(inputs: Sequence[str], what: str = "input") -> list[str]:
     """The videos that ``inputs`` name, in order and without repeats: video files, folders
     (searched at any depth for VIDEO_EXTENSIONS files) and list files (one video per line, as
     ``path`` or ``path,label``). A missing input or a folder without videos is an error naming

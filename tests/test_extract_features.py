@@ -118,7 +118,8 @@ def test_torchrun_windows_match_one_process(focal, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "extracting 4 over 2 process(es)" in proc.stdout
-    one, two = np.load(tmp_path / "one" / "features.npy"), np.load(tmp_path / "two" / "features.npy")
+    one = np.load(tmp_path / "one" / "features.npy")
+    two = np.load(tmp_path / "two" / "features.npy")
     assert one.shape == (4, 5, 16)  # 5 windows of the long video; 1 of each 16-frame clip
     assert np.isnan(one[1:, 1:]).all() and not np.isnan(one[0]).any()
     np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6, equal_nan=True)

@@ -115,15 +115,15 @@ def run(args: argparse.Namespace) -> int:
     from engine.build import amp_dtype
     from engine.config import load_cfg
     from engine.distributed import resolve_device
-    from engine.inference import (find_videos, load_trained_model, output_names, predict_spans,
-                                  video_spans)
+    from engine.inference import (collect_videos, load_trained_model, output_names,
+                                  predict_spans, video_spans)
 
     _check_args(args)
     cfg = load_cfg(args.cfg, args.opts)
     if cfg.DATA.DECODER == "frames":
         raise UsageError("tools/predict.py reads video files; DATA.DECODER frames is for "
                          "folders of frames: use --opts DATA.DECODER pyav (or decord)")
-    videos = find_videos(args.inputs)
+    videos = collect_videos(args.inputs)
     if args.out_video and len(videos) != 1:
         raise UsageError(f"--out-video draws on one video, but the inputs name {len(videos)}")
     checkpoint = args.checkpoint
@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
                 record["timeline"] = plot
                 lines.append(f"  timeline: {plot}")
         if args.out_video:
-            lines.append(f"  labelled video: {_labelled_video(args.out_video, path, spans, probs, names)}")
+            written = _labelled_video(args.out_video, path, spans, probs, names)
+            lines.append(f"  labelled video: {written}")
         results.append(record)
         tqdm.write("\n".join(lines))
     bar.close()

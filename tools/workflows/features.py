@@ -35,7 +35,7 @@ from engine import distributed as du
 from engine.build import amp_dtype
 from engine.checkpoint import ensure_writable_dir
 from engine.config import ConfigError
-from engine.inference import feature_spans, find_videos, load_trained_model, video_spans
+from engine.inference import collect_videos, feature_spans, load_trained_model, video_spans
 from engine.logging import config_hash, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
     """Run the extraction on this process's share; rank 0 assembles. Returns 0, or 1 when a
     video could not be decoded (it is reported, left out, and tried again by a re-run)."""
     from tqdm import tqdm
-    videos = find_videos(inputs, what="--input")
+    videos = collect_videos(inputs, what="--input")
     dist_info = du.init_distributed(cfg)
     out_dir = ensure_writable_dir(out_dir, "--out")
     setup_logging(out_dir, dist_info.rank)
