@@ -6,15 +6,16 @@ Dataset and its loaders. Entry points: ``build_dataset(cfg, split)``, ``build_lo
 from ._guard import DISTRIBUTION, check_distribution
 from .annotations import AnnotationError, read_class_names, read_list_file
 from .build import build_dataset, build_loader, build_mixup
-from .decoding import VideoDecodeError, load_frames
+from .decoding import VideoDecodeError, count_frames, frame_rate, load_frames
 from .layouts import (annotation_file, bundled_class_file, bundled_protocol_file, class_names,
                       default_class_names, layout_names, load_annotations, register_layout)
-from .video_dataset import VideoDataset, normalization
+from .video_dataset import VideoDataset, eval_clip_views, eval_frame_indices, normalization
 
 check_distribution()
 
 __all__ = ["build_dataset", "build_loader", "build_mixup", "load_annotations", "VideoDataset",
-           "AnnotationError", "VideoDecodeError", "load_frames", "read_class_names",
+           "AnnotationError", "VideoDecodeError", "load_frames", "count_frames", "frame_rate",
+           "eval_frame_indices", "eval_clip_views", "read_class_names",
            "read_list_file", "normalization", "class_names", "default_class_names",
            "bundled_class_file", "bundled_protocol_file", "annotation_file", "register_layout",
            "layout_names", "DISTRIBUTION"]

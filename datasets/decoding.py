@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["VideoDecodeError", "DECODERS", "load_frames", "count_frames", "FRAME_EXTENSIONS"]
+__all__ = ["VideoDecodeError", "DECODERS", "load_frames", "count_frames", "frame_rate",
+           "FRAME_EXTENSIONS"]
 
 DECODERS = ("decord", "pyav", "frames")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -266,3 +267,22 @@ def count_frames(path: str, decoder: str = "decord") -> int:
 
     load_frames(path, index_fn, decoder)
     return counted[0]
+
+
+def frame_rate(path: str) -> float:
+    """Frames per second of a video file, from its container's metadata (nothing is decoded):
+    the stream's average rate, else its guessed rate. VideoDecodeError when the file cannot be
+    opened or states no rate."""
+    import av
+    _check_file(path)
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    except av.error.FFmpegError as err:
+        raise VideoDecodeError(f"{path}: PyAV cannot open it ({err})") from err
+    if not rate or float(rate) <= 0:
+        raise VideoDecodeError(f"{path}: the container states no frame rate")
+    return float(rate)

@@ -28,7 +28,8 @@ from .decoding import VideoDecodeError, load_frames
 from .sampling import multi_view_indices, sample_dense_indices, sample_segment_indices
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_views, train_transform
 
-__all__ = ["VideoDataset", "item_generator", "normalization"]
+__all__ = ["VideoDataset", "item_generator", "normalization", "eval_frame_indices",
+           "eval_clip_views"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,25 @@ def normalization(cfg) -> tuple[tuple, tuple]:
     mean = tuple(cfg.DATA.MEAN) if len(cfg.DATA.MEAN) else IMAGENET_MEAN
     std = tuple(cfg.DATA.STD) if len(cfg.DATA.STD) else IMAGENET_STD
     return mean, std
+
+
+def eval_frame_indices(cfg, num_frames: int) -> np.ndarray:
+    """Frame indices of the TEST.NUM_CLIP evaluation clips of a video of ``num_frames`` frames,
+    clip after clip (DATA.NUM_FRAMES each). A span of a longer video is sampled by offsetting
+    the indices of a video as long as the span."""
+    # Test segments use ori_len 1 (the reference's val pipeline samples with frame_interval 1).
+    views = multi_view_indices(num_frames, cfg.DATA.NUM_FRAMES, cfg.TEST.NUM_CLIP,
+                               cfg.DATA.SAMPLING, interval=cfg.DATA.FRAME_INTERVAL, ori_len=1)
+    return np.concatenate(views)
+
+
+def eval_clip_views(frames: torch.Tensor, cfg, mean=None, std=None) -> torch.Tensor:
+    """uint8 frames (TEST.NUM_CLIP * DATA.NUM_FRAMES, H, W, 3) at ``eval_frame_indices`` ->
+    normalised views (TEST.NUM_CLIP * TEST.NUM_CROP, T, 3, S, S), crop-major: exactly what the
+    val/test Dataset gives for the same frames. ``mean``/``std`` default to the config's."""
+    if mean is None or std is None:
+        mean, std = normalization(cfg)
+    return eval_views(list(frames.split(cfg.DATA.NUM_FRAMES)), cfg, mean, std)
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -103,10 +123,7 @@ class VideoDataset(Dataset):
             if cfg.DATA.SAMPLING == "dense":
                 return sample_dense_indices(n, self.num_frames, cfg.DATA.FRAME_INTERVAL, generator)
             return sample_segment_indices(n, self.num_frames, cfg.AUG.FRAME_INTERVAL, generator)
-        # Test segments use ori_len 1 (the reference's val pipeline samples with frame_interval 1).
-        views = multi_view_indices(n, self.num_frames, cfg.TEST.NUM_CLIP, cfg.DATA.SAMPLING,
-                                   interval=cfg.DATA.FRAME_INTERVAL, ori_len=1)
-        return np.concatenate(views)
+        return eval_frame_indices(cfg, n)
 
     def _load(self, index: int, generator: torch.Generator | None):
         path, label = self.samples[index]
@@ -117,8 +134,7 @@ class VideoDataset(Dataset):
             if flipped:
                 label = self.flip_label_map.get(label, label)
             return video, int(label)
-        clips = list(frames.split(self.num_frames))
-        return eval_views(clips, self.cfg, self.mean, self.std), int(label)
+        return eval_clip_views(frames, self.cfg, self.mean, self.std), int(label)
 
     def _mark_bad(self, index: int, reason: str) -> None:
         if not self._bad_flags[index]:

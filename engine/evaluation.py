@@ -16,10 +16,11 @@ import json
 import logging
 import os
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.fileio import atomic_write_text
+from datasets.fileio import atomic_write_bytes, atomic_write_text
 
 from . import distributed as du
 from .build import amp_dtype, build_model_without_init, unwrap_model
@@ -29,8 +30,10 @@ from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "class_text_features", "test", "check_before_work", "write_eval_outputs",
-           "bad_video_report", "log_metrics"]
+__all__ = ["evaluate", "class_text_features", "view_probabilities", "test", "check_before_work",
+           "write_eval_outputs", "bad_video_report", "log_metrics", "SCORES_FILE"]
+
+SCORES_FILE = "scores.npy"  # (N, C) float32 averaged probabilities, predictions.csv row order
 
 
 def check_before_work(cfg, checkpoint: str | None = None) -> None:
@@ -64,6 +67,22 @@ def class_text_features(model: nn.Module, device: torch.device,
 
 
 @torch.no_grad()
+def view_probabilities(net: nn.Module, views: torch.Tensor, device: torch.device,
+                       amp: torch.dtype | None = None, **forward_kwargs) -> torch.Tensor:
+    """Per-video probabilities (B, K) on the CPU from views (B, V, T, C, H, W) (or single clips
+    (B, T, C, H, W)): softmax of each view's logits, averaged over the V views. One forward
+    over the B*V clips. ``forward_kwargs`` go to the model (``text_features=...``). Every
+    evaluation and prediction scores videos through this function."""
+    if views.dim() == 5:  # single clips (B,T,C,H,W): one view
+        views = views.unsqueeze(1)
+    b, v = views.shape[:2]
+    clips = views.to(device, non_blocking=True).flatten(0, 1)
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = net(clips, **forward_kwargs)
+    return logits.float().softmax(dim=-1).view(b, v, -1).mean(dim=1).cpu()
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | None = None,
              desc: str = "Test", print_freq: int = 50, show_progress: bool = True,
              text_features: torch.Tensor | None = None) -> dict:
@@ -86,15 +105,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     progress = Progress(len(loader), desc, print_freq,
                         enabled=show_progress and du.is_main_process())
     for step, (views, label, index) in enumerate(loader):
-        if views.dim() == 5:  # a loader that yields single clips (B,T,C,H,W): one view
-            views = views.unsqueeze(1)
-        b, v = views.shape[:2]
-        views_per_video = v
-        clips = views.to(device, non_blocking=True).flatten(0, 1)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = net(clips, **forward_kwargs)
-        probs = logits.float().softmax(dim=-1).view(b, v, -1).mean(dim=1)
-        scores.append(probs.cpu())
+        views_per_video = views.shape[1] if views.dim() == 6 else 1
+        scores.append(view_probabilities(net, views, device, amp, **forward_kwargs))
         labels.append(torch.as_tensor(label).view(-1).long().cpu())
         indices.append(torch.as_tensor(index).view(-1).long().cpu())
         progress.update(step)
@@ -177,7 +189,9 @@ def bad_video_report(result: dict, dataset, cfg) -> dict:
 
 def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
                        output_dir: str | None = None) -> dict:
-    """OUTPUT/eval_results.json and OUTPUT/predictions.csv, both written atomically."""
+    """OUTPUT/eval_results.json, OUTPUT/predictions.csv and OUTPUT/scores.npy (the averaged
+    probabilities (N, C) float32, one row per predictions.csv row, in the same order), each
+    written atomically."""
     output_dir = output_dir or cfg.OUTPUT
     metrics = result["metrics"]
     classes = getattr(dataset, "classes", None)
@@ -200,6 +214,9 @@ def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
                       json.dumps(summary, indent=2) + "\n")
     atomic_write_text(os.path.join(output_dir, "predictions.csv"),
                       _predictions_csv(result, dataset))
+    buffer = io.BytesIO()
+    np.save(buffer, result["scores"].float().numpy(), allow_pickle=False)
+    atomic_write_bytes(os.path.join(output_dir, SCORES_FILE), buffer.getvalue())
     return summary
 
 
@@ -228,10 +245,10 @@ def _write_eval_config(cfg) -> str:
 def test(cfg, checkpoint: str | None) -> dict:
     """Evaluate `checkpoint` on the test split with TEST.NUM_CLIP x TEST.NUM_CROP views.
 
-    Writes OUTPUT/eval_results.json and OUTPUT/predictions.csv (rank 0); returns the summary
-    dict (top1, top5, mean_class_acc, num_videos, bad_videos, per_class_acc, ...). OUTPUT is
-    locked for the run (engine/runlock.py), and nothing is written there before the checkpoint
-    has loaded into the model.
+    Writes OUTPUT/eval_results.json, OUTPUT/predictions.csv and OUTPUT/scores.npy (rank 0);
+    returns the summary dict (top1, top5, mean_class_acc, num_videos, bad_videos, per_class_acc,
+    ...). OUTPUT is locked for the run (engine/runlock.py), and nothing is written there before
+    the checkpoint has loaded into the model.
     """
     from .runlock import lock_output
 

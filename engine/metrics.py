@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["topk_correct", "topk_accuracy", "per_class_accuracy", "mean_class_accuracy",
-           "classification_metrics"]
+           "classification_metrics", "confusion_matrix"]
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -58,3 +58,13 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor,
         "per_class_acc": [None if torch.isnan(v) else float(v) for v in per_class],
         "num_samples": int(labels.numel()),
     }
+
+
+def confusion_matrix(scores: torch.Tensor, labels: torch.Tensor,
+                     num_classes: int | None = None) -> torch.Tensor:
+    """(C, C) int64 counts: row = true class, column = top-1 prediction."""
+    num_classes = num_classes or scores.shape[1]
+    pred = scores.argmax(dim=1)
+    flat = labels.long() * num_classes + pred
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes,
+                                                                          num_classes)

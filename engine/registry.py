@@ -16,6 +16,9 @@ the installed distributions (``setup.py``), and a test or a user can add one at 
 ``benchmark_models(name, **kw)``    ``{"model": nn.Module, "input": tensor}`` for a timm-style
                           variant name (``video_focalnet_tiny``, ``vita_clip_b16``)
 ``benchmark_names``       the variant names ``benchmark_models`` accepts
+``visual_taps(model, method, stage)``  optional: ``{name: (module, to_maps)}``, the modules whose
+                          forward output a visualisation hooks (``method`` modulator | gradcam;
+                          ``stage`` None = the last); ``to_maps(output)`` -> (B*T, h, w, C)
 ========================  ==========================================================================
 
 Optional attributes, used when present:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -254,6 +255,10 @@ def test_train_then_test_in_process_writes_every_file(tmp_path):
     top1 = 100.0 * sum(int(r["pred1"]) == int(r["label"]) for r in rows) / 5
     assert top1 == pytest.approx(saved["top1"])
     assert float(rows[0]["score1"]) >= float(rows[0]["score5"])
+    scores = np.load(tmp_path / "eval" / "scores.npy")  # predictions.csv row order
+    assert scores.shape == (5, 10) and scores.dtype == np.float32
+    assert scores.argmax(1).tolist() == [int(r["pred1"]) for r in rows]
+    np.testing.assert_allclose(scores.max(1), [float(r["score1"]) for r in rows], atol=1e-6)
 
     # auto-resume: two more epochs continue from epoch 2 with the saved state
     more = load_cfg(None, tiny_focal_cfg(tmp_path, **{"TRAIN.EPOCHS": 3}))

@@ -3,8 +3,10 @@
 ``--checkpoint`` also takes a model-zoo name (``python tools/download_weights.py --list``), which is
 downloaded once and verified; ``--cfg`` then defaults to the config the weights were released with.
 
-Views per video: TEST.NUM_CLIP x TEST.NUM_CROP. Writes OUTPUT/eval_results.json and
-OUTPUT/predictions.csv. Runs under plain ``python`` or ``torchrun`` (videos split over processes).
+Views per video: TEST.NUM_CLIP x TEST.NUM_CROP. Writes OUTPUT/eval_results.json,
+OUTPUT/predictions.csv and OUTPUT/scores.npy (the averaged probabilities, N x C, in
+predictions.csv row order). Runs under plain ``python`` or ``torchrun`` (videos split over
+processes).
 """
 from __future__ import annotations
 

@@ -79,6 +79,31 @@ class VideoFocalNetFamily:
     def normalization(self, cfg):
         return IMAGENET_MEAN, IMAGENET_STD
 
+    def visual_taps(self, model: VideoFocalNet, method: str, stage: int | None = None) -> dict:
+        """The modules a visualisation hooks, in the last block of ``stage`` (default: the last
+        stage), each with its output as maps ``(B*T', h, w, C)`` (tokens already are):
+
+        * ``modulator``: ``spatial`` = ``h`` (its output is ``h(ctx_all)``, the official
+          ``modulator``) and, for designs with a temporal branch, ``temporal`` = ``h_temporal``
+          (``h_temporal(ctx_all_t)``, the official ``modulator_temporal``);
+        * ``gradcam``: ``features`` = the block's output.
+        """
+        stages = len(model.layers)
+        stage = stages - 1 if stage is None else int(stage)
+        if not 0 <= stage < stages:
+            raise ValueError(f"stage {stage} does not exist: the model has {stages} stages "
+                             f"(0..{stages - 1})")
+        block = model.layers[stage].blocks[-1]
+        if method == "gradcam":
+            return {"features": (block, _tokens)}
+        if method == "modulator":
+            taps = {"spatial": (block.modulation.h, _tokens)}
+            if hasattr(block.modulation, "h_temporal"):
+                taps["temporal"] = (block.modulation.h_temporal, _tokens)
+            return taps
+        raise ValueError(f"unknown visualisation {method!r} for Video-FocalNet; use modulator "
+                         f"or gradcam")
+
     def example_input(self, cfg, batch_size: int = 1) -> torch.Tensor:
         """A seeded N(0, 1) video ``(B, DATA.NUM_FRAMES, IN_CHANS, DATA.IMG_SIZE, DATA.IMG_SIZE)``."""
         size = int(cfg.DATA.IMG_SIZE)
@@ -102,6 +127,10 @@ class VideoFocalNetFamily:
         video = torch.randn((batch_size, num_frames, model.in_chans, img_size, img_size),
                             generator=torch.Generator().manual_seed(0))
         return {"model": model, "input": video}
+
+
+def _tokens(output: torch.Tensor) -> torch.Tensor:
+    return output  # the blocks and their modules work on tokens (B*T', h, w, C) already
 
 
 FAMILY = VideoFocalNetFamily()

@@ -5,6 +5,8 @@ never names this package itself.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .build import BENCHMARK_NAMES, benchmark_models, build_model
@@ -40,6 +42,21 @@ class VitaCLIPFamily:
     def normalization(self, cfg):
         return CLIP_MEAN, CLIP_STD
 
+    def visual_taps(self, model, method: str, stage: int | None = None) -> dict:
+        """``gradcam``: ``features`` = the output of vision block ``stage`` (default: the last),
+        its patch tokens as maps ``(B*T, h, w, C)`` (the class token dropped). Vita-CLIP has
+        no focal modulators."""
+        blocks = model.visual.blocks
+        stage = len(blocks) - 1 if stage is None else int(stage)
+        if not 0 <= stage < len(blocks):
+            raise ValueError(f"stage {stage} does not exist: the vision tower has "
+                             f"{len(blocks)} blocks (0..{len(blocks) - 1})")
+        if method == "gradcam":
+            return {"features": (blocks[stage], _patch_maps)}
+        if method == "modulator":
+            raise ValueError("Vita-CLIP has no focal modulators; use gradcam")
+        raise ValueError(f"unknown visualisation {method!r} for Vita-CLIP; use gradcam")
+
     def example_input(self, cfg, batch_size: int = 1) -> torch.Tensor:
         size = int(cfg.DATA.IMG_SIZE)
         return torch.randn(batch_size, int(cfg.DATA.NUM_FRAMES), 3, size, size)
@@ -47,6 +64,15 @@ class VitaCLIPFamily:
     def benchmark_models(self, name: str, **kwargs) -> dict:
         """``{"model", "input"}`` for ``vita_clip_b16`` (vita_clip/build.py:benchmark_models)."""
         return benchmark_models(name, **kwargs)
+
+
+def _patch_maps(output: torch.Tensor) -> torch.Tensor:
+    """Block output (B*T, 1 + P, C), class token first -> patch tokens (B*T, side, side, C)."""
+    patches = output[:, 1:]
+    side = int(round(math.sqrt(patches.shape[1])))
+    if side * side != patches.shape[1]:
+        raise ValueError(f"{patches.shape[1]} patch tokens do not form a square grid")
+    return patches.reshape(output.shape[0], side, side, output.shape[-1])
 
 
 FAMILY = VitaCLIPFamily()

@@ -1,0 +1,70 @@
+"""engine/inference.py helpers: time windows, input collection, label parsing, and the views of
+a window being evaluation's views of that span."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import datasets
+from datasets.synthetic import draw_params, encode_mp4, render_clip
+from engine.config import ConfigError, get_cfg
+from engine.inference import collect_videos, parse_labels, span_views, time_windows
+
+
+def test_time_windows():
+    assert time_windows(48, 25.0, 0.64, 0.32) == [(0, 16), (8, 24), (16, 32), (24, 40), (32, 48)]
+    # the stride does not land on the end: one more window ends at the last frame
+    assert time_windows(50, 25.0, 0.64, 0.64) == [(0, 16), (16, 32), (32, 48), (34, 50)]
+    assert time_windows(10, 25.0, 2.0, 1.0) == [(0, 10)]  # shorter than one window
+    assert time_windows(100, 30.0, 0.01, 0.01)[:2] == [(0, 1), (1, 2)]  # at least one frame
+    with pytest.raises(ValueError):
+        time_windows(10, 25.0, 0.0, 1.0)
+
+
+def test_collect_videos(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/b/z.mp4", "a/y.MKV", "a/notes.txt", "x.avi"):
+        (tmp_path / name).write_bytes(b"")
+    listing = tmp_path / "list.csv"
+    listing.write_text("# comment\nx.avi,3\n/abs/path/v.mp4 7\nsome dir/with space.mp4\n")
+    found = collect_videos([str(tmp_path / "a"), str(listing), str(tmp_path / "x.avi")])
+    assert found == [str(tmp_path / "a" / "y.MKV"), str(tmp_path / "a" / "b" / "z.mp4"),
+                     str(tmp_path / "x.avi"), "/abs/path/v.mp4",
+                     str(tmp_path / "some dir" / "with space.mp4")]  # no repeats
+    with pytest.raises(FileNotFoundError, match="missing.mp4 does not exist"):
+        collect_videos([str(tmp_path / "missing.mp4")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no videos"):
+        collect_videos([str(tmp_path / "empty")], what="--input")
+
+
+def test_parse_labels(tmp_path):
+    assert parse_labels(" archery, bowling ,juggling ") == ["archery", "bowling", "juggling"]
+    (tmp_path / "names.txt").write_text("playing guitar\n\nsurfing\n")
+    assert parse_labels(str(tmp_path / "names.txt")) == ["playing guitar", "surfing"]
+    with pytest.raises(ConfigError, match="twice"):
+        parse_labels("a,b,a")
+    with pytest.raises(ConfigError, match="no class names"):
+        parse_labels(" , ")
+
+
+def test_window_views_are_evaluation_views_of_the_span(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([render_clip(draw_params(rng, p, 32), 16, 32) for p in (0, 2)])
+    path = tmp_path / "v.mp4"
+    path.write_bytes(encode_mp4(frames))
+    cfg = get_cfg()
+    cfg.merge_from_list(["DATA.NUM_FRAMES", 4, "DATA.IMG_SIZE", 32, "DATA.INPUT_SIZE", 32,
+                         "TEST.NUM_CLIP", 2, "TEST.NUM_CROP", 3, "DATA.DECODER", "pyav"])
+    whole, = span_views(cfg, str(path), None)
+    assert whole.shape == (6, 4, 3, 32, 32)
+    dataset = datasets.VideoDataset([(str(path), 0)], cfg, "test")
+    torch.testing.assert_close(whole, dataset[0][0], rtol=0, atol=0)
+    # a window: the views of a video made of just that span
+    window, all_frames = span_views(cfg, str(path), [(8, 24), (0, 32)])
+    torch.testing.assert_close(all_frames, whole, rtol=0, atol=0)
+    decoded = datasets.load_frames(str(path), lambda n: np.arange(n), "pyav")[8:24]
+    indices = datasets.eval_frame_indices(cfg, 16)
+    expected = datasets.eval_clip_views(torch.from_numpy(decoded[indices]), cfg)
+    torch.testing.assert_close(window, expected, rtol=0, atol=0)

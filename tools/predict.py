@@ -1,0 +1,208 @@
+"""Predict the classes of any video with a trained model.
+
+    python tools/predict.py --cfg CFG --checkpoint CKPT INPUT [INPUT ...] [--topk 5]
+        [--json OUT] [--labels FILE_OR_COMMA_LIST] [--window SECONDS [--stride SECONDS]]
+        [--out-video FILE] [--opts KEY VALUE ...]
+
+INPUT: video files, folders (searched at any depth for videos) or list files (one video per
+line, `path` or `path,label`; relative paths from the list's folder). Each video gets the views
+of evaluation (TEST.NUM_CLIP x TEST.NUM_CROP, softmax averaged): its probabilities are the ones
+tools/test.py computes for it. A model that scores videos against text (Vita-CLIP) predicts over
+any label set given with --labels; Video-FocalNet over its class list.
+
+--window/--stride cut each video into windows with a top-k each; the JSON gets "windows", a
+timeline plot (PNG) is written beside it, and --out-video writes a copy of the (one) video with
+the current top-1 label and probability on every frame. A video that cannot be decoded is
+reported and skipped; the exit status is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools._cli import UsageError, make_main, new_parser  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video files, folders of videos, or list files")
+    parser.add_argument("--cfg", required=True, metavar="FILE", help="config the model was "
+                        "trained with")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="weights: ours, or the official Video-FocalNet / Vita-CLIP files")
+    parser.add_argument("--topk", type=int, default=5, help="classes listed per video/window")
+    parser.add_argument("--json", metavar="OUT", help="write every prediction to this JSON file")
+    parser.add_argument("--labels", metavar="FILE_OR_LIST",
+                        help="class names to predict over (a file, one per line, or "
+                             "'a,b,c'); needs a model that scores videos against text")
+    parser.add_argument("--text-cache-dir", metavar="DIR",
+                        help="text-feature cache for --labels (default: "
+                             "MODEL.VITA.TEXT_CACHE_DIR, else OUTPUT/text_cache)")
+    parser.add_argument("--window", type=float, metavar="SECONDS",
+                        help="cut each video into windows of this length")
+    parser.add_argument("--stride", type=float, metavar="SECONDS",
+                        help="start a window every this many seconds (default: --window)")
+    parser.add_argument("--plot-dir", metavar="DIR",
+                        help="where timeline plots go (default: beside --json)")
+    parser.add_argument("--out-video", metavar="FILE",
+                        help="write a copy of the video with the current top-1 on every frame")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides, e.g. --opts TEST.NUM_CLIP 4 TEST.NUM_CROP 3")
+    return parser.parse_args(argv)
+
+
+def _check_args(args) -> None:
+    if args.topk < 1:
+        raise UsageError(f"--topk {args.topk}: give at least 1")
+    if args.stride is not None and args.window is None:
+        raise UsageError("--stride needs --window")
+    for flag, value in (("--window", args.window), ("--stride", args.stride)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} {value}: give a positive number of seconds")
+
+
+def _topk(probs, names: list, k: int) -> list[dict]:
+    values, indices = probs.topk(min(k, probs.numel()))
+    return [{"label": names[i], "index": int(i), "prob": float(p)}
+            for p, i in zip(values.tolist(), indices.tolist())]
+
+
+def _table(topk: list[dict]) -> list[str]:
+    width = max(20, max(len(t["label"]) for t in topk))
+    lines = [f"  {'rank':>4}  {'class':<{width}}  {'prob':>6}"]
+    lines += [f"  {r:>4}  {t['label']:<{width}}  {t['prob']:>6.4f}"
+              for r, t in enumerate(topk, start=1)]
+    return lines
+
+
+def _window_lines(windows: list[dict], shown: int = 3) -> list[str]:
+    lines = [f"  {'window (s)':<13}  top-{min(shown, len(windows[0]['topk']))}"]
+    for w in windows:
+        best = "   ".join(f"{t['label']} {t['prob']:.3f}" for t in w["topk"][:shown])
+        lines.append(f"  {w['start']:>5.1f}-{w['end']:<6.1f}  {best}")
+    return lines
+
+
+def _text_features(args, cfg, model, device, amp):
+    """(text features or None, names or None): --labels through the text-feature cache, or the
+    model's own class features as in evaluation (None for a classifier head)."""
+    from engine.evaluation import class_text_features
+    from engine.inference import parse_labels
+    from engine.text_classifier import zero_shot_classifier
+    if not args.labels:
+        return class_text_features(model, device, amp), None
+    if not callable(getattr(model, "encode_text", None)):
+        raise UsageError(f"--labels needs a model that scores videos against text (one with "
+                         f"encode_text, e.g. MODEL.TYPE vita_clip); the {cfg.MODEL.TYPE} model "
+                         f"of --cfg {args.cfg} predicts only the classes it was trained on: "
+                         f"leave --labels out")
+    from tools.workflows.zero_shot import default_text_cache_dir
+    names = parse_labels(args.labels)
+    cache = args.text_cache_dir or default_text_cache_dir(cfg)
+    return zero_shot_classifier(model, names, cache), names
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from datasets import VideoDecodeError
+    from datasets.fileio import atomic_write_text
+    from engine.build import amp_dtype
+    from engine.config import load_cfg
+    from engine.distributed import resolve_device
+    from engine.inference import (collect_videos, load_trained_model, output_names,
+                                  predict_spans, video_spans)
+
+    _check_args(args)
+    cfg = load_cfg(args.cfg, args.opts)
+    if cfg.DATA.DECODER == "frames":
+        raise UsageError("tools/predict.py reads video files; DATA.DECODER frames is for "
+                         "folders of frames: use --opts DATA.DECODER pyav (or decord)")
+    videos = collect_videos(args.inputs)
+    if args.out_video and len(videos) != 1:
+        raise UsageError(f"--out-video draws on one video, but the inputs name {len(videos)}")
+    checkpoint = args.checkpoint
+    device = resolve_device(cfg)
+    amp = amp_dtype(cfg)
+    model = load_trained_model(cfg, checkpoint, device)
+    text, names = _text_features(args, cfg, model, device, amp)
+    plot_dir = args.plot_dir or (os.path.dirname(os.path.abspath(args.json)) if args.json
+                                 else None)
+    results, failures, used_stems = [], [], set()
+    bar = tqdm(videos, unit="video", desc="predict", file=sys.stderr, disable=None)
+    for number, path in enumerate(bar, start=1):
+        try:
+            spans, count, fps = video_spans(cfg, path, args.window, args.stride)
+            probs = predict_spans(model, cfg, path, spans, device, amp, text)
+        except VideoDecodeError as err:
+            failures.append(path)
+            results.append({"video": path, "error": str(err)})
+            tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
+            continue
+        names = names or output_names(cfg, probs.shape[1])
+        record = {"video": path, "topk": _topk(probs.mean(0), names, args.topk)}
+        lines = [f"[{number}/{len(videos)}] {path}"]
+        if spans is None:
+            lines += _table(record["topk"])
+        else:
+            record["windows"] = [{"start": s / fps, "end": e / fps,
+                                  "topk": _topk(p, names, args.topk)}
+                                 for (s, e), p in zip(spans, probs)]
+            lines[0] += (f"  ({count} frames at {fps:g} fps, {count / fps:.1f} s; "
+                         f"{len(spans)} window{'' if len(spans) == 1 else 's'})")
+            lines += _window_lines(record["windows"])
+            lines.append("  whole video (mean of the windows):")
+            lines += _table(record["topk"])
+            if plot_dir:
+                from tools._render import timeline_png, unique_stem
+                plot = os.path.join(plot_dir, f"{unique_stem(path, used_stems)}.timeline.png")
+                timeline_png(plot, [(w["start"], w["end"]) for w in record["windows"]],
+                             probs.numpy(), names, title=os.path.basename(path))
+                record["timeline"] = plot
+                lines.append(f"  timeline: {plot}")
+        if args.out_video:
+            written = _labelled_video(args.out_video, path, spans, probs, names)
+            lines.append(f"  labelled video: {written}")
+        results.append(record)
+        tqdm.write("\n".join(lines))
+    bar.close()
+    if args.json:
+        atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
+        print(f"predictions: {args.json}")
+    done = len(videos) - len(failures)
+    print(f"{done} of {len(videos)} videos predicted"
+          + (f"; {len(failures)} could not be decoded: {', '.join(failures)}" if failures
+             else ""))
+    return 1 if failures else 0
+
+
+def _labelled_video(dst: str, path: str, spans, probs, names) -> str:
+    """Each frame shows the top-1 of the window whose centre is nearest (the whole video's
+    without --window)."""
+    import numpy as np
+
+    from tools._render import write_labelled_video
+    best = probs.max(dim=1)
+    if spans is None:
+        centres = np.zeros(1)
+    else:
+        centres = np.array([(s + e - 1) / 2 for s, e in spans])
+
+    def caption(frame: int, seconds: float) -> str:
+        i = int(np.abs(centres - frame).argmin())
+        return f"{names[int(best.indices[i])]}  {float(best.values[i]):.2f}"
+
+    write_labelled_video(path, dst, caption)
+    return dst
+
+
+main = make_main(parse_args, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
