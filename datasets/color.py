@@ -14,7 +14,7 @@ order. The four steps run over all frames at once (step s applies every frame's 
 are sorted by the step at which they change hue, so that in each step the hue frames are one
 contiguous block and the blend ops run on the others. The result equals applying torchvision's
 ops frame by frame up to float rounding (|diff| <= 1e-5 on [0, 1] values, 2e-6 measured;
-tests/test_datasets_color.py compares with torchvision frame by frame), with the same random
+tests/unit/datasets/test_datasets_color.py compares with torchvision frame by frame), with the same random
 draws in the same order.
 """
 from __future__ import annotations

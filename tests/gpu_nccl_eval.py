@@ -1,4 +1,4 @@
-"""Worker for tests/test_gpu.py (run by torchrun, one process per GPU): evaluate a checkpoint with
+"""Worker for tests/e2e/test_gpu.py (run by torchrun, one process per GPU): evaluate a checkpoint with
 the engine's evaluate() inside an NCCL process group that this script creates itself, so the
 gather of scores goes through NCCL even with a single GPU (the engine starts no process group for
 one process).

@@ -23,7 +23,7 @@ from tools._cli import make_main, new_parser  # noqa: E402
 DEMO_DIR = os.path.join(REPO_ROOT, "configs", "demo")
 DESIGNS = ("parallel", "spatial")
 SUMMARY_COLUMNS = ("design", "params_m", "gflops", "top1", "top5", "train_seconds")
-# --quick: a smaller set and run for tests/test_demo.py (its own data folder: the synthetic set
+# --quick: a smaller set and run for tests/e2e/test_demo.py (its own data folder: the synthetic set
 # is a function of its settings, so it cannot share data/synthetic with the full demo). At 32 px a
 # clip costs about a quarter as much, and batch 8 gives the ~600 updates the parallel model needs
 # to get past its initial plateau (measured: ~90% top-1 after 4 epochs; spatial-only ~50%).

@@ -2,7 +2,7 @@
 
     bash scripts/gpu_check.sh [--quick] [--out DIR] [--budget-s SECONDS]
 
-1. the test suite's GPU-marked tests (tests/test_gpu.py: training steps of both models in
+1. the test suite's GPU-marked tests (tests/e2e/test_gpu.py: training steps of both models in
    float32 / fp16 with the grad scaler / bf16, checkpoint save and resume, GPU evaluation equal to
    CPU evaluation, the loader with pinned memory and workers, torchrun + NCCL scoring every video
    exactly once);
@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_TESTS = "tests/test_gpu.py"
+GPU_TESTS = "tests/e2e/test_gpu.py"
 REPORT_SCHEMA = 1
 
 # (model, batch size): Vita-CLIP at the released setting (400 class-specific text contexts) runs

@@ -13,7 +13,7 @@ import tools.workflows.ablation as experiments
 from engine.config import ConfigError, get_cfg, merge_opts
 from tools.workflows.ablation import ROW_COLUMNS, load_ablation, opts_to_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_BASE = REPO / "configs" / "demo" / "base.yaml"
 # A very small model and data set: one epoch takes seconds on one core.
 TINY = ["MODEL.FOCAL.EMBED_DIM", 16, "MODEL.FOCAL.DEPTHS", [1, 1, 1, 1],

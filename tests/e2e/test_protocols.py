@@ -19,7 +19,7 @@ from engine.config import ConfigError, load_cfg
 from tools.workflows.protocols import (BASE2NOVEL_DATASETS, FEW_SHOT_DATASETS,
                                        base2novel_variants, few_shot_variants, harmonic_mean)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_VITA = REPO / "configs" / "vita_clip" / "tiny.yaml"
 
 

@@ -29,7 +29,7 @@ from engine.build import build_model
 from engine.config import load_cfg
 from tests.weights_server import WeightsServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 FOCAL_SIZES = dict(img_size=32, embed_dim=8, depths=(1, 1, 2, 1), num_frames=4)
 FOCAL_OPTS = ["DATA.NUM_FRAMES", 4, "DATA.IMG_SIZE", 32, "MODEL.FOCAL.EMBED_DIM", 8,
               "MODEL.FOCAL.DEPTHS", [1, 1, 2, 1]]
@@ -281,7 +281,7 @@ def test_backbone_path_openai_name_reads_a_torch_written_archive(env, server, fi
 
 @pytest.mark.parametrize("kind", ["scripted", "traced"])
 def test_torchscript_archives_are_read_without_running_code(kind, files, tmp_path, monkeypatch):
-    """Archives the installed torch writes (tests/test_vita_clip_io.py has the hand-made one)."""
+    """Archives the installed torch writes (tests/unit/vita_clip/test_vita_clip_io.py has the hand-made one)."""
     from vita_clip.weights import read_torchscript_state_dict
     expected = files["clip"].state_dict()
     (tmp_path / "a.pt").write_bytes(files[f"{kind}.pt"])

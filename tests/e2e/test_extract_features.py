@@ -20,7 +20,7 @@ from inference_fixtures import long_video, trained
 from tools.extract_features import main as extract
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -283,7 +283,7 @@ def test_errors_come_before_any_work(tmp_path):
 
 def test_official_cli_flags_map_onto_keys(tmp_path):
     spec = importlib.util.spec_from_file_location(
-        "train_tool", os.path.join(os.path.dirname(__file__), "..", "tools", "train.py"))
+        "train_tool", os.path.join(os.path.dirname(__file__), "..", "..", "tools", "train.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     args = tool.parse_args(["--cfg", "x.yaml", "--batch-size", "6", "--resume", "r.pth",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 GPU_TESTS = [f"test_gpu::test_training_step[{model}-{precision}]"
              for model in ("video_focalnet", "vita_clip") for precision in ("off", "fp16", "bf16")]
@@ -60,7 +60,7 @@ def test_junit_results_become_checks(tmp_path):
     junit = tmp_path / "junit.xml"
     junit.write_text(
         '<testsuites><testsuite name="pytest">'
-        '<testcase classname="tests.test_gpu" name="test_a" file="tests/test_gpu.py" time="1.5"/>'
+        '<testcase classname="tests.test_gpu" name="test_a" file="tests/e2e/test_gpu.py" time="1.5"/>'
         '<testcase classname="tests.test_gpu" name="test_b[x]" time="0.2">'
         '<failure message="assert 1 == 2">long traceback</failure></testcase>'
         '<testcase classname="tests.test_gpu" name="test_c" time="0">'

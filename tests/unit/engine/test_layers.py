@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TESTS = "tests"
 # package -> the project packages it may import (itself included)
 ALLOWED = {

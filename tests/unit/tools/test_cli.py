@@ -13,7 +13,7 @@ from engine.config import ConfigError
 from engine.trainer import NonFiniteLossError
 from tools._cli import UsageError, make_main, new_parser, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _raise(err: BaseException):

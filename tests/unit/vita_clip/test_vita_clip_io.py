@@ -24,7 +24,7 @@ import vita_clip
 from vita_clip import weights as W
 from vita_clip.family import FAMILY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 NAMES = ["archery", "playing guitar", "juggling balls"]
 TINY = dict(input_size=(32, 32), num_frames=2, feature_dim=32, patch_size=(16, 16), num_heads=2,
             num_layers=2, mlp_factor=2.0, embed_dim=16, text_transformer_width=16,

@@ -8,7 +8,7 @@ is unchanged). ``bash scripts/gpu_check.sh`` runs these and reports them in gpu_
 * the data loader with pin_memory and worker processes;
 * torchrun with NCCL on every visible GPU (one included): every video scored exactly once.
 
-``GPU_TESTS_REHEARSE_ON_CPU=1 pytest -m gpu tests/test_gpu.py`` runs the same tests on the CPU
+``GPU_TESTS_REHEARSE_ON_CPU=1 pytest -m gpu tests/e2e/test_gpu.py`` runs the same tests on the CPU
 (gloo and two processes instead of NCCL, no pinned memory): a check of the tests' own logic on a
 machine without a GPU, not a GPU check.
 """
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not (REHEARSAL or torch.cuda.is_available()),
                                  reason="needs a CUDA device")]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_VAL = 16, 5
 
 COMMON = """

@@ -397,7 +397,7 @@ def test_bad_config_values_are_rejected():
 # ---------------------------------------------------------------------------------------------
 # Config files
 # ---------------------------------------------------------------------------------------------
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 OUR_CONFIGS = sorted((REPO / "configs" / "video_focalnet").rglob("*.yaml")) + sorted(
     (REPO / "configs" / "ablations" / "designs").glob("*.yaml"))
 ABLATIONS = sorted((REPO / "configs" / "ablations").glob("vfn_*.yaml"))

@@ -20,7 +20,7 @@ from tools.workflows.zero_shot import (K600_SPLIT_SIZE, RESULTS_FILE, build_zero
                                        k600_split_classes, protocol_splits, run_zero_shot,
                                        split_cfg, split_label_map, split_loader, summarize)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_VITA = REPO / "configs" / "vita_clip" / "tiny.yaml"
 FAST = ["DATA.NUM_WORKERS", 0, "TEST.NUM_CLIP", 2, "TEST.NUM_CROP", 1, "TEST.BATCH_SIZE", 4,
         "PRINT_FREQ", 1000, "DATA.NUM_FRAMES", 4, "DATA.FRAME_INTERVAL", 1]

@@ -18,7 +18,7 @@ import datasets.layouts as layouts
 import engine.registry as registry
 from engine.config import ConfigError, load_cfg
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 TOY_PACKAGE = '''
 """A third model family, outside the repository: what the engine's registry asks of one."""
@@ -82,7 +82,7 @@ CLASSES = ("dark", "bright")
 def _write_toy_package(root: Path) -> None:
     package = root / "toymodel"
     package.mkdir()
-    (package / "__init__.py").write_text('"""A toy model package for tests/test_registry.py."""\n')
+    (package / "__init__.py").write_text('"""A toy model package for tests/unit/engine/test_registry.py."""\n')
     (package / "family.py").write_text(textwrap.dedent(TOY_PACKAGE))
 
 
