@@ -28,15 +28,15 @@ import datasets
 from datasets.annotations import VIDEO_EXTENSIONS, AnnotationError, numbered_lines
 
 from .build import build_model_without_init, config_class_names, unwrap_model
-from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, extract_state_dict, \
-    load_model_weights, safe_load
+from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, ensure_writable_dir, \
+    extract_state_dict, load_model_weights, safe_load
 from .config import ConfigError
 from .evaluation import view_probabilities
 from .registry import model_family
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["collect_videos", "parse_labels", "time_windows", "load_trained_model",
+__all__ = ["collect_videos", "writable_folder", "parse_labels", "time_windows", "load_trained_model",
            "output_names", "video_spans", "span_views", "predict_spans", "clip_features",
            "feature_spans", "visual_taps", "capture_outputs", "modulator_maps", "grad_cam",
            "Span"]
@@ -96,6 +96,18 @@ def collect_videos(inputs: Sequence[str], what: str = "input") -> list[str]:
         else:
             videos.append(item)
     return list(dict.fromkeys(videos))
+
+
+def writable_folder(folder: str, flag: str) -> str:
+    """Create ``folder`` and prove it writable before any work; PermissionError naming the
+    command-line flag it came from otherwise."""
+    try:
+        return ensure_writable_dir(folder, flag)
+    except PermissionError as err:
+        cause = err.__cause__
+        reason = getattr(cause, "strerror", None) or cause or err
+        raise PermissionError(f"{flag}: cannot write into {folder} ({reason}); choose another "
+                              f"path") from None
 
 
 def parse_labels(value: str) -> list[str]:

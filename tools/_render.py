@@ -187,9 +187,10 @@ def grid_png(path: str, columns: dict[str, np.ndarray], title: str = "",
                 ax.set_title(name, fontsize=9)
             if c == 0:
                 ax.set_ylabel(row_label(r), fontsize=8)
+    height = fig.get_size_inches()[1]
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height if title else 1))
     _save_figure(fig, path)
     return path
 

@@ -3,7 +3,10 @@
 Generates the synthetic motion set (10 classes in five time-reversed pairs), trains a tiny
 Video-FocalNet with the official parallel spatio-temporal design and one with the spatial-only
 design (configs/demo/{parallel,spatial}.yaml), tests both with multi-view testing, and prints a
-table (also written to OUTPUT/summary.csv). Re-running reuses the data and the finished runs.
+table (also written to OUTPUT/summary.csv). Then the parallel model predicts a few validation
+clips (tools/predict.py) and shows its spatial and temporal modulators on one of them
+(tools/visualize.py: PNG grid and GIF under OUTPUT/visualize). Re-running reuses the data and
+the finished runs.
 
     python tools/demo.py                      # full demo, ~10 min on 2 CPU cores
     python tools/demo.py --quick              # smaller, for a smoke test (~2 min)
@@ -27,6 +30,12 @@ SUMMARY_COLUMNS = ("design", "params_m", "gflops", "top1", "top5", "train_second
 # is a function of its settings, so it cannot share data/synthetic with the full demo). At 32 px a
 # clip costs about a quarter as much, and batch 8 gives the ~600 updates the parallel model needs
 # to get past its initial plateau (measured: ~90% top-1 after 4 epochs; spatial-only ~50%).
+# After training, the parallel model predicts the first PREDICT_CLIPS validation clips (classes
+# 0-3: moving left, right, up, down) and its modulators are drawn for clip VISUALIZE_CLIP
+# (moving right) at VISUALIZE_STAGE (16x16 tokens at 64 px, 8x8 with --quick).
+PREDICT_CLIPS = 4
+VISUALIZE_CLIP = 1
+VISUALIZE_STAGE = 0
 QUICK_OPTS = ["DATA.SYNTHETIC.NUM_TRAIN", 1200, "DATA.SYNTHETIC.NUM_VAL", 200,
               "DATA.SYNTHETIC.SIZE", 32, "DATA.IMG_SIZE", 32, "DATA.INPUT_SIZE", 32,
               "DATA.BATCH_SIZE", 8, "TRAIN.EPOCHS", 4, "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1]
@@ -55,9 +64,9 @@ def _prepare_data(cfg) -> None:
     settings = synthetic_settings(s.NUM_TRAIN, s.NUM_VAL, s.NUM_FRAMES, s.SIZE, s.SEED)
     root = cfg.DATA.ROOT
     if os.path.isfile(os.path.join(root, MARKER)):
-        _say(f"[1/3] synthetic data: reusing {root}")
+        _say(f"[1/4] synthetic data: reusing {root}")
     else:
-        _say(f"[1/3] synthetic data: writing {s.NUM_TRAIN} train + {s.NUM_VAL} val clips "
+        _say(f"[1/4] synthetic data: writing {s.NUM_TRAIN} train + {s.NUM_VAL} val clips "
              f"({s.NUM_FRAMES} frames, {s.SIZE}x{s.SIZE}) to {root}")
     t0 = time.perf_counter()
     ensure_synthetic(root, settings)
@@ -91,7 +100,7 @@ def run(args) -> None:
          f"{cfg.DATA.IMG_SIZE}px, {cfg.TRAIN.EPOCHS} epochs, batch {cfg.DATA.BATCH_SIZE}, "
          f"test {cfg.TEST.NUM_CLIP} clips x {cfg.TEST.NUM_CROP} crops, output {args.output}")
     _prepare_data(cfg)
-    _say("[2/3] training and testing both designs (each step shows progress)")
+    _say("[2/4] training and testing both designs (each step shows progress)")
     rows = run_experiments(variants, None, args.output, opts, log=_say,
                            title="Demo: parallel vs spatial-only focal modulation")
     summary = [{"design": r["variant"], "params_m": r["params_m"], "gflops": r["gflops"],
@@ -99,8 +108,9 @@ def run(args) -> None:
                for r in rows]
     path = os.path.join(args.output, "summary.csv")
     atomic_write_text(path, rows_csv(summary, SUMMARY_COLUMNS))
-    _say("[3/3] results (synthetic validation set, multi-view test)")
+    _say("[3/4] results (synthetic validation set, multi-view test)")
     _say(summary_table(summary))
+    pictures = _use_the_model(cfg, opts, args.output)
     _say(f"\nsummary:      {path}")
     for d in DESIGNS:
         run_dir = os.path.join(args.output, d)
@@ -108,7 +118,37 @@ def run(args) -> None:
              f"{run_dir}/eval_results.json")
     _say(f"TensorBoard:  tensorboard --logdir {args.output}")
     _say(f"plot/table:   {args.output}/ablation.png, {args.output}/ablation.md")
+    _say(f"predictions:  {pictures['json']}")
+    _say(f"modulators:   {pictures['png']} (grid), {pictures['gif']} (animation)")
     _say(f"demo time:    {time.perf_counter() - start:.0f} s")
+
+
+def _use_the_model(cfg, opts: list, output: str) -> dict:
+    """[4/4] tools/predict.py on a few validation clips and tools/visualize.py on one, with the
+    trained parallel model; returns where the JSON, PNG and GIF are."""
+    from datasets.annotations import numbered_lines
+    from tools.predict import main as predict
+    from tools.visualize import main as visualize
+
+    _say("[4/4] using the trained parallel model: tools/predict.py on a few validation clips, "
+         "tools/visualize.py on one")
+    videos = [os.path.join(cfg.DATA.ROOT, line.split(",")[0])
+              for _, line in numbered_lines(os.path.join(cfg.DATA.ROOT, "val.csv"))]
+    videos = videos[:PREDICT_CLIPS]
+    model = ["--cfg", os.path.join(DEMO_DIR, "parallel.yaml"), "--checkpoint",
+             os.path.join(output, "parallel", "latest.pth")]
+    flat_opts = [str(v) for v in opts]
+    out = {"json": os.path.join(output, "predict", "val_predictions.json")}
+    if predict(model + videos + ["--topk", "3", "--json", out["json"], "--opts", *flat_opts]):
+        raise RuntimeError("tools/predict.py failed on the demo's validation clips")
+    stem = os.path.splitext(os.path.basename(videos[VISUALIZE_CLIP]))[0]
+    vis_dir = os.path.join(output, "visualize")
+    if visualize(model + [videos[VISUALIZE_CLIP], "--out", vis_dir, "--method", "modulator",
+                          "--stage", str(VISUALIZE_STAGE), "--opts", *flat_opts]):
+        raise RuntimeError("tools/visualize.py failed on a demo validation clip")
+    out["png"] = os.path.join(vis_dir, f"{stem}_modulator.png")
+    out["gif"] = os.path.join(vis_dir, f"{stem}_modulator.gif")
+    return out
 
 
 main = make_main(parse_args, run)

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import load_cfg
     from engine.distributed import resolve_device
     from engine.inference import (collect_videos, load_trained_model, output_names,
-                                  predict_spans, video_spans)
+                                  predict_spans, video_spans, writable_folder)
 
     _check_args(args)
     cfg = load_cfg(args.cfg, args.opts)
@@ -126,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_videos(args.inputs)
     if args.out_video and len(videos) != 1:
         raise UsageError(f"--out-video draws on one video, but the inputs name {len(videos)}")
+    for flag, folder in (("--json", args.json and os.path.dirname(os.path.abspath(args.json))),
+                         ("--plot-dir", args.plot_dir),
+                         ("--out-video", args.out_video
+                          and os.path.dirname(os.path.abspath(args.out_video)))):
+        if folder:  # before any work, not after the last video
+            writable_folder(folder, flag)
     checkpoint = args.checkpoint
     device = resolve_device(cfg)
     amp = amp_dtype(cfg)

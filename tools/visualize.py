@@ -67,12 +67,11 @@ def run(args: argparse.Namespace) -> None:
     import datasets
     from datasets.fileio import atomic_path
     from engine.build import amp_dtype
-    from engine.checkpoint import ensure_writable_dir
     from engine.config import load_cfg
     from engine.distributed import resolve_device
     from engine.evaluation import class_text_features
     from engine.inference import (grad_cam, load_trained_model, modulator_maps, output_names,
-                                  span_views, visual_taps)
+                                  span_views, visual_taps, writable_folder)
     from tools._render import denormalize, gif, grid_png, heat_overlay
 
     if args.method == "modulator" and args.target is not None:
@@ -83,7 +82,8 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("tools/visualize.py reads video files; use --opts DATA.DECODER pyav")
     if not os.path.isfile(args.video):
         raise FileNotFoundError(f"video {args.video} does not exist")
-    out_dir = ensure_writable_dir(args.out, "--out")
+    writable_folder(args.out, "--out")
+    out_dir = args.out
     checkpoint = args.checkpoint
     device = resolve_device(cfg)
     model = load_trained_model(cfg, checkpoint, device)

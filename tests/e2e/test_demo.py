@@ -1,5 +1,6 @@
 """The demo pipeline at its --quick size: synthetic data -> two tiny Video-FocalNets (parallel and
-spatial-only) -> test -> summary.csv, then a re-run that reuses everything.
+spatial-only) -> test -> summary.csv -> predict and visualise with the parallel model, then a
+re-run that reuses everything.
 
 The claim the demo makes is checked on the validation set: the parallel design, which sees frame
 order, learns the time-reversed pairs; the spatial-only design cannot tell the two classes of a
@@ -35,7 +36,19 @@ def test_quick_demo(tmp_path, capsys):
     out, data = tmp_path / "demo", tmp_path / "synthetic"
     assert main(["--quick", "--output", str(out), "--data-root", str(data), "--threads", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "[3/3] results" in printed and "TensorBoard" in printed
+    assert "[3/4] results" in printed and "TensorBoard" in printed
+    # [4/4]: the parallel model predicts validation clips and its modulators are drawn
+    lines = printed.strip().splitlines()
+    assert lines[-3] == f"predictions:  {out / 'predict' / 'val_predictions.json'}"
+    png = out / "visualize" / "000001_modulator.png"
+    gif = out / "visualize" / "000001_modulator.gif"
+    assert lines[-2] == f"modulators:   {png} (grid), {gif} (animation)"
+    assert png.stat().st_size > 10000 and gif.stat().st_size > 1000
+    predicted = json.loads((out / "predict" / "val_predictions.json").read_text())
+    with open(out / "parallel" / "predictions.csv", newline="") as f:
+        tested = {r["path"]: int(r["pred1"]) for r in csv.DictReader(f)}
+    assert len(predicted) == 4
+    assert [p["topk"][0]["index"] for p in predicted] == [tested[p["video"]] for p in predicted]
 
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -33,9 +33,9 @@ from datasets.fileio import atomic_path, atomic_write_bytes, atomic_write_text, 
     remove_stale_temp_files
 from engine import distributed as du
 from engine.build import amp_dtype
-from engine.checkpoint import ensure_writable_dir
 from engine.config import ConfigError
-from engine.inference import collect_videos, feature_spans, load_trained_model, video_spans
+from engine.inference import (collect_videos, feature_spans, load_trained_model, video_spans,
+                              writable_folder)
 from engine.logging import config_hash, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
     from tqdm import tqdm
     videos = collect_videos(inputs, what="--input")
     dist_info = du.init_distributed(cfg)
-    out_dir = ensure_writable_dir(out_dir, "--out")
+    out_dir = writable_folder(out_dir, "--out")
     setup_logging(out_dir, dist_info.rank)
     problem = None
     if dist_info.is_main:  # every rank learns the outcome: none waits for a rank that stopped
