@@ -190,8 +190,8 @@ def bad_video_report(result: dict, dataset, cfg) -> dict:
 def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
                        output_dir: str | None = None) -> dict:
     """OUTPUT/eval_results.json, OUTPUT/predictions.csv and OUTPUT/scores.npy (the averaged
-    probabilities (N, C) float32, one row per predictions.csv row, in the same order), each
-    written atomically."""
+    probabilities (N, C) float32, one row per predictions.csv row, in the same order; NaN for a
+    video that could not be decoded), each written atomically."""
     output_dir = output_dir or cfg.OUTPUT
     metrics = result["metrics"]
     classes = getattr(dataset, "classes", None)
@@ -214,8 +214,11 @@ def write_eval_outputs(cfg, result: dict, dataset, checkpoint: str | None,
                       json.dumps(summary, indent=2) + "\n")
     atomic_write_text(os.path.join(output_dir, "predictions.csv"),
                       _predictions_csv(result, dataset))
+    scores = result["scores"].float().clone()
+    if "readable" in result:  # an unreadable video has no scores, not those of blank views
+        scores[~result["readable"]] = float("nan")
     buffer = io.BytesIO()
-    np.save(buffer, result["scores"].float().numpy(), allow_pickle=False)
+    np.save(buffer, scores.numpy(), allow_pickle=False)
     atomic_write_bytes(os.path.join(output_dir, SCORES_FILE), buffer.getvalue())
     return summary
 

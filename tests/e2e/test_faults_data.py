@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,8 @@ from faults_support import REPO, make_synthetic, one_error_line, run_main, write
 from tools import prepare_dataset
 from tools import test as test_tool
 from tools import train
+from tools.workflows.analysis import load_run
+from tools.workflows.zero_shot import format_table, summarize
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +85,26 @@ def test_an_unreadable_video_is_excluded_and_reported(setup, tmp_path, capsys):
     assert rows[2]["label"] == "3" and rows[2]["pred1"] == "" and rows[2]["correct"] == ""
     assert [r["label"] for r in rows] == [str(label) for _, label in
                                           good[:2] + [("", 3)] + good[2:]]
+    scores = np.load(tmp_path / "out" / "scores.npy")
+    assert np.isnan(scores[2]).all() and not np.isnan(np.delete(scores, 2, axis=0)).any()
+    # the analysis tools leave it out too, as the metrics did
+    run = load_run(str(tmp_path / "out"))
+    assert run.unreadable == [str(root / "broken.mp4")] and len(run.labels) == 4
+    # the same four videos in other batches: equal to float32 rounding
+    assert np.allclose(run.scores, load_run(str(tmp_path / "ref")).scores, rtol=0, atol=1e-6)
+
+
+def test_zero_shot_tables_count_unreadable_videos():
+    rows = [{"split": "split1", "num_classes": 5, "num_videos": 8, "num_listed": 10,
+             "bad_videos": 1, "top1": 50.0, "top5": 90.0},
+            {"split": "split2", "num_classes": 5, "num_videos": 10, "num_listed": 10,
+             "top1": 60.0, "top5": 100.0}]
+    summary = summarize(rows)
+    assert [(r["bad_videos"], r["num_missing"]) for r in summary["splits"]] == [(1, 1), (0, 0)]
+    table = format_table(summary).splitlines()
+    assert "unreadable" in table[0] and table[1].split()[:5] == ["split1", "5", "8", "1", "1"]
+    del rows[0]["bad_videos"]
+    assert "unreadable" not in format_table(summarize(rows))
 
 
 def test_bad_video_policy_fail_stops_with_one_line(setup, tmp_path, capsys):

@@ -3,6 +3,8 @@
 A run is a folder written by ``tools/test.py``: ``scores.npy`` (N, C) averaged probabilities,
 ``predictions.csv`` (one row per video, same order: index, path, label, ...) and
 ``eval_results.json`` (its ``per_class_acc`` is keyed by class name when the dataset has names).
+Videos that the evaluation could not decode (empty predictions, NaN scores) are left out here
+too, as they were of the run's metrics; ``Run.unreadable`` lists them.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -34,6 +36,7 @@ class Run:
     videos: list  # (N,) paths, predictions.csv order
     indices: list  # dataset indices (predictions.csv "index")
     class_names: list  # C names ("class i" when the run has none)
+    unreadable: list = field(default_factory=list)  # videos the evaluation could not decode
 
     @property
     def num_classes(self) -> int:
@@ -64,10 +67,15 @@ def load_run(path: str) -> Run:
             per_class = json.load(f).get("per_class_acc")
         if isinstance(per_class, dict) and len(per_class) == scores.shape[1]:
             names = list(per_class)
-    return Run(path=path, scores=scores.astype(np.float32),
+    # an unreadable video has an empty `correct` field (and NaN scores): not scored, left out
+    keep = [i for i, r in enumerate(rows) if r.get("correct", "") != ""]
+    unreadable = [r["path"] for r in rows if r.get("correct", "") == ""]
+    rows = [rows[i] for i in keep]
+    return Run(path=path, scores=scores[keep].astype(np.float32),
                labels=np.array([int(r["label"]) for r in rows], dtype=np.int64),
                videos=[r["path"] for r in rows], indices=[r["index"] for r in rows],
-               class_names=names or [f"class {i}" for i in range(scores.shape[1])])
+               class_names=names or [f"class {i}" for i in range(scores.shape[1])],
+               unreadable=unreadable)
 
 
 def _metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
@@ -150,6 +158,9 @@ def confusion_report(run: Run, out_dir: str, log: Callable[[str], None] = print,
                      shown: int = 10) -> dict:
     """confusion.png (row-normalised matrix; more than MATRIX_MAX_CLASSES classes: the most
     confused pairs, confused_pairs.png), confused_pairs.csv and per_class_accuracy.png."""
+    if run.unreadable:
+        log(f"{len(run.unreadable)} videos that the evaluation could not decode are left out, "
+            f"as they were of its metrics")
     matrix = confusion_matrix(torch.from_numpy(run.scores), torch.from_numpy(run.labels),
                               run.num_classes).numpy()
     totals = matrix.sum(axis=1, keepdims=True)

@@ -327,12 +327,13 @@ def summarize(splits: list[dict]) -> dict:
     top5 = np.array([s["top5"] for s in splits], dtype=np.float64)
     rows = []
     for s in splits:
+        bad = int(s.get("bad_videos", 0))
         row = {"split": s["split"], "num_classes": int(s["num_classes"]),
-               "num_videos": int(s["num_videos"]), "top1": float(s["top1"]),
+               "num_videos": int(s["num_videos"]), "bad_videos": bad, "top1": float(s["top1"]),
                "top5": float(s["top5"])}
         if s.get("num_listed") is not None:  # lists read by name: how many were not found
             row.update(num_listed=int(s["num_listed"]),
-                       num_missing=int(s["num_listed"]) - int(s["num_videos"]))
+                       num_missing=int(s["num_listed"]) - int(s["num_videos"]) - bad)
         rows.append(row)
     return {
         "splits": rows,
@@ -344,16 +345,19 @@ def summarize(splits: list[dict]) -> dict:
 
 def format_table(summary: dict, title: str = "") -> str:
     """The terminal table; `videos` are the videos scored, `missing` (lists read by name) the
-    listed videos not found under DATA.ROOT."""
+    listed videos not found under DATA.ROOT, `unreadable` those found that could not be
+    decoded (left out of the accuracies; shown when there are any)."""
     listed = any("num_listed" in s for s in summary["splits"])
-    extra = f" {'missing':>7}" if listed else ""
+    bad = any(s.get("bad_videos") for s in summary["splits"])
+    extra = (f" {'missing':>7}" if listed else "") + (f" {'unreadable':>10}" if bad else "")
     lines = [title] if title else []
     lines.append(f"{'split':<10} {'classes':>7} {'videos':>7}{extra} {'top-1':>7} {'top-5':>7}")
     for s in summary["splits"]:
-        extra = f" {s.get('num_missing', 0):>7d}" if listed else ""
+        extra = (f" {s.get('num_missing', 0):>7d}" if listed else "") + \
+            (f" {s.get('bad_videos', 0):>10d}" if bad else "")
         lines.append(f"{s['split']:<10} {s['num_classes']:>7d} {s['num_videos']:>7d}{extra} "
                      f"{s['top1']:>7.2f} {s['top5']:>7.2f}")
-    extra = f" {'':>7}" if listed else ""
+    extra = (f" {'':>7}" if listed else "") + (f" {'':>10}" if bad else "")
     lines.append(f"{'mean±std':<10} {'':>7} {'':>7}{extra} "
                  f"{summary['mean_top1']:>5.2f}±{summary['std_top1']:.2f} "
                  f"{summary['mean_top5']:>5.2f}±{summary['std_top5']:.2f}")
@@ -398,8 +402,12 @@ def run_zero_shot(cfg, checkpoint: str, protocol: str, user_opts: Sequence = (),
                           desc=f"Zero-shot {spec.name}", print_freq=scfg.PRINT_FREQ,
                           text_features=features)
         metrics = result["metrics"]
+        if metrics.get("bad_videos") and dist_info.is_main:
+            log(f"[zero-shot {protocol} {spec.name}] {metrics['bad_videos']} videos could not be "
+                f"decoded and are left out of the accuracies (TEST.BAD_VIDEO_POLICY exclude)")
         rows.append({"split": spec.name, "num_classes": len(class_names),
                      "num_videos": metrics["num_samples"], "num_listed": listed,
+                     "bad_videos": metrics.get("bad_videos", 0),
                      "top1": metrics["top1"], "top5": metrics["top5"]})
     summary = summarize(rows)
     summary.update(protocol=protocol, checkpoint=os.path.abspath(checkpoint),
