@@ -11,6 +11,17 @@ from .config import ConfigError
 from .registry import model_family
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
 def build_model(cfg, class_names=None) -> nn.Module:
     """The model selected by MODEL.TYPE; takes (B, T, C, H, W) video, returns (B, classes) logits.
 

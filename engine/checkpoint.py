@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .build import unwrap_model
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "atomic_write_bytes",
@@ -176,7 +178,11 @@ def extract_state_dict(ckpt: dict) -> dict:
     else:
         raise CheckpointError(f"no model weights found (keys: {sorted(ckpt)[:10]}); expected a "
                               f"'model' entry or a bare state dict")
-    return strip_prefix(state, "module.")
+    # DDP ("module.") and torch.compile ("_orig_mod.") wrappers, in either order, of a model
+    # whose wrapper was saved by other code (the engine saves the unwrapped model)
+    for prefix in ("_orig_mod.", "module.", "_orig_mod."):
+        state = strip_prefix(state, prefix)
+    return state
 
 
 def load_model_weights(model: nn.Module, ckpt: dict | str, strict: bool | None = None,
@@ -191,7 +197,7 @@ def load_model_weights(model: nn.Module, ckpt: dict | str, strict: bool | None =
     ours = ckpt.get("format") == FORMAT
     strict = ours if strict is None else strict
     state = extract_state_dict(ckpt)
-    target = model.module if hasattr(model, "module") else model
+    target = unwrap_model(model)
     try:
         result = target.load_state_dict(state, strict=strict)
     except RuntimeError as err:
@@ -262,7 +268,7 @@ def build_checkpoint(model: nn.Module, optimizer=None, scheduler=None, scaler=No
                      epoch: int, iteration: int, max_accuracy: float, config_yaml: str,
                      rng_states: list | None = None, extra: dict | None = None) -> dict:
     """The plain dict we save (loadable with weights_only=True, no allow-list)."""
-    target = model.module if hasattr(model, "module") else model
+    target = unwrap_model(model)  # plain parameter names, whatever wraps the model
     ckpt = {
         "format": FORMAT,
         "model": target.state_dict(),

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from . import distributed as du
-from .build import amp_dtype, build_model
+from .build import amp_dtype, build_model, unwrap_model
 from .checkpoint import (atomic_write_text, ensure_writable_dir, load_model_weights, safe_load)
+from .compile import StaticBatch, compile_clock, compile_model, is_compiled
 from .logging import Progress, config_hash, setup_logging, write_config
 from .metrics import classification_metrics
 
@@ -27,7 +28,8 @@ __all__ = ["unwrap", "evaluate", "test", "check_before_work", "write_eval_output
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The module inside DDP (evaluation never runs DDP's forward); a compiled model stays."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def check_before_work(cfg, checkpoint: str | None = None) -> None:
@@ -50,12 +52,16 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
 
     Per view: logits -> softmax; averaged over the V views (spec 4.6: sum and mean rank the
     same). Returns {"metrics": top1/top5/mean_class_acc/per_class_acc/num_samples,
-    "scores": (N, K) float, "labels": (N,), "indices": (N,)} sorted by dataset index, identical
-    on every rank.
+    "scores": (N, K) float, "labels": (N,), "indices": (N,), "compile_s"} sorted by dataset
+    index, identical on every rank. A compiled ``model`` (engine.compile) sees one batch shape:
+    the last, smaller batch is padded; its compile time is logged and returned as compile_s.
     """
     net = unwrap(model)
-    was_training = net.training
+    was_training = unwrap_model(net).training
     net.eval()
+    static = StaticBatch(is_compiled(net))
+    clock = compile_clock()
+    compile_before = clock.seconds
     scores, labels, indices = [], [], []
     views_per_video = None
     progress = Progress(len(loader), desc, print_freq,
@@ -65,15 +71,19 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
             views = views.unsqueeze(1)
         b, v = views.shape[:2]
         views_per_video = v
-        clips = views.to(device, non_blocking=True).flatten(0, 1)
+        clips, real = static.pad(views.to(device, non_blocking=True).flatten(0, 1))
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = net(clips)
+            logits = net(clips)[:real]
         probs = logits.float().softmax(dim=-1).view(b, v, -1).mean(dim=1)
         scores.append(probs.cpu())
         labels.append(torch.as_tensor(label).view(-1).long().cpu())
         indices.append(torch.as_tensor(index).view(-1).long().cpu())
         progress.update(step)
     progress.close()
+    compile_s = clock.seconds - compile_before
+    if compile_s > 0:
+        logger.info("compiled the evaluation step in %.1f s (batch of %d clips)", compile_s,
+                    static.size)
     if was_training:
         net.train()
     local = {
@@ -99,7 +109,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     metrics = classification_metrics(all_scores, all_labels, all_scores.shape[1])
     metrics["views"] = next((p["views"] for p in parts if p["views"]), None)
     return {"metrics": metrics, "scores": all_scores, "labels": all_labels,
-            "indices": all_indices}
+            "indices": all_indices, "compile_s": compile_s}
 
 
 def _predictions_csv(result: dict, dataset) -> str:
@@ -187,8 +197,8 @@ def test(cfg, checkpoint: str | None) -> dict:
     load_model_weights(model, ckpt, strict=True, source=checkpoint)
     logger.info("testing %s on %d videos x %d clips x %d crops, %d process(es)", checkpoint,
                 len(loader.dataset), cfg.TEST.NUM_CLIP, cfg.TEST.NUM_CROP, dist_info.world_size)
-    result = evaluate(model, loader, dist_info.device, amp=amp_dtype(cfg),
-                      print_freq=cfg.PRINT_FREQ)
+    result = evaluate(compile_model(model, cfg.TEST.COMPILE), loader, dist_info.device,
+                      amp=amp_dtype(cfg), print_freq=cfg.PRINT_FREQ)
     m = result["metrics"]
     logger.info("top-1 %.2f  top-5 %.2f  mean class %.2f  (%d videos)", m["top1"], m["top5"],
                 m["mean_class_acc"], m["num_samples"])
