@@ -95,6 +95,7 @@ class VitaCLIP(nn.Module):
             self.register_buffer("class_tokens", tk.tokenize(
                 [tk.clean_class_name(n) for n in self.class_names], text_context_length),
                 persistent=False)
+            self.class_tokens_length = tk.text_length(self.class_tokens)  # fixed with them
         self._freeze()
         self._override_text = None  # features set by use_cached_text_features()
         self._text_cache = None  # (key, features) while the text side is unchanged
@@ -161,9 +162,12 @@ class VitaCLIP(nn.Module):
         return tensors
 
     def _compute_text_features(self) -> torch.Tensor:
+        # the cut lengths are plain ints fixed with the token ids: no data-dependent shape
+        # under torch.compile
         if self.use_text_prompt_learning:
-            return self.textual(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
-        return self.textual.encode_tokens(self.class_tokens)
+            learner = self.prompt_learner
+            return self.textual(learner(), learner.tokenized_prompts, learner.text_length)
+        return self.textual.encode_tokens(self.class_tokens, self.class_tokens_length)
 
     def class_text_features(self) -> torch.Tensor:
         """Un-normalised text features [C, E] of the model's own classes.
@@ -178,7 +182,8 @@ class VitaCLIP(nn.Module):
             return self.text_features
         tensors = self._text_side_tensors()
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        if needs_grad:
+        if needs_grad or torch.compiler.is_compiling():
+            # (the cache's key reads tensor versions: data that would break a compiled graph)
             return self._compute_text_features()
         # dtype/device changes (model.double(), .to()) and autocast change the result too
         device = tensors[0].device
