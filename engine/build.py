@@ -169,6 +169,22 @@ def amp_dtype(cfg) -> torch.dtype | None:
     return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[str(cfg.TRAIN.AMP)]
 
 
+def slow_bf16_warning(cfg, device: torch.device) -> str | None:
+    """A warning when TRAIN.AMP bf16 runs on a CPU without native bf16 instructions.
+
+    There (AVX2-only CPUs: no AVX512-BF16, no AMX) oneDNN has no bf16 kernels: matrix products
+    fall back to generic loops and convolutions to im2col, several times slower than float32
+    (docs/benchmarks_compile.md measures it).
+    """
+    if amp_dtype(cfg) != torch.bfloat16 or device.type != "cpu":
+        return None
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return ("TRAIN.AMP bf16 on a CPU without native bfloat16 instructions (no AVX512-BF16/AMX): "
+            "bf16 matrix products and convolutions run several times slower than float32 here "
+            "(Video-FocalNet-T inference: about 7x); TRAIN.AMP off is faster on this machine")
+
+
 def build_grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:
     """Enabled only for fp16; a disabled scaler is a pass-through."""
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg) == torch.float16)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from . import distributed as du
-from .build import amp_dtype, build_model, unwrap_model
+from .build import amp_dtype, build_model, slow_bf16_warning, unwrap_model
 from .checkpoint import (atomic_write_text, ensure_writable_dir, load_model_weights, safe_load)
 from .compile import StaticBatch, compile_clock, compile_model, is_compiled
 from .logging import Progress, config_hash, setup_logging, write_config
@@ -197,6 +197,8 @@ def test(cfg, checkpoint: str | None) -> dict:
     load_model_weights(model, ckpt, strict=True, source=checkpoint)
     logger.info("testing %s on %d videos x %d clips x %d crops, %d process(es)", checkpoint,
                 len(loader.dataset), cfg.TEST.NUM_CLIP, cfg.TEST.NUM_CROP, dist_info.world_size)
+    if slow_bf16_warning(cfg, dist_info.device):
+        logger.warning(slow_bf16_warning(cfg, dist_info.device))
     result = evaluate(compile_model(model, cfg.TEST.COMPILE), loader, dist_info.device,
                       amp=amp_dtype(cfg), print_freq=cfg.PRINT_FREQ)
     m = result["metrics"]

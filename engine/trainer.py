@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,
-                    build_scheduler, scaled_learning_rates, wrap_model)
+                    build_scheduler, scaled_learning_rates, slow_bf16_warning, wrap_model)
 from .compile import StaticBatch, compile_clock, compile_model, is_compiled
 from .checkpoint import (FORMAT, build_checkpoint, capture_rng_state, find_resume_checkpoint,
                          load_model_weights, restore_rng_state, safe_load,
@@ -359,6 +359,8 @@ def train(cfg) -> dict:
                 "accumulation), %d updates per epoch, AMP %s", lrs["base_lr"], lrs["warmup_lr"],
                 lrs["min_lr"], cfg.TRAIN.SCALE_LR, cfg.DATA.BATCH_SIZE * dist_info.world_size,
                 max(1, cfg.TRAIN.ACCUMULATION_STEPS), steps_per_epoch, cfg.TRAIN.AMP)
+    if slow_bf16_warning(cfg, dist_info.device):
+        logger.warning(slow_bf16_warning(cfg, dist_info.device))
 
     state = TrainState(epoch=cfg.TRAIN.START_EPOCH)
     ddp_model = wrap_model(cfg, model, dist_info)
