@@ -140,3 +140,21 @@ def test_loader_flag_calls_the_datasets_benchmark(monkeypatch, capsys):
     assert benchmark.main(["--loader", "--loader-iters", "3", "--json"]) == 0
     assert seen == {"iters": 3, "json": ""}
     assert json.loads(capsys.readouterr().out)["clips_per_s"]["360p/segment/decord"] == 12.5
+
+
+def test_benchmark_times_compiled_variants_with_compile_time_and_profile(capsys, monkeypatch):
+    import engine.compile
+    monkeypatch.setattr(engine.compile, "BACKEND", "aot_eager")  # no C++ code generation
+    code = benchmark.main(["--model", "video_focalnet_tiny", "--num-frames", "2",
+                           "--img-size", "32", "--batch-sizes", "1", "--repeats", "2",
+                           "--warmup", "0", "--compare-reference", "--json", "--threads", "1",
+                           "--dtypes", "float32", "--modes", "infer", "--compile", "default",
+                           "--profile", "3"])
+    assert code == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["impl"] for r in runs] == ["ours", "compiled-default", "reference"]
+    compiled = runs[1]
+    assert compiled["compile_s"] > 0 and compiled["speedup_vs_ours_eager"] > 0
+    assert "median_speedup_vs_reference_fp32" in compiled
+    assert all(r["median_ms"] >= r["ms"] > 0 and len(r["profile"]) == 3 for r in runs)
+    assert all(op["self_ms"] >= 0 and op["calls"] >= 1 for op in compiled["profile"])
