@@ -118,7 +118,7 @@ _C.TRAIN.ACCUMULATION_STEPS = 0  # micro-batches per optimizer step (0 or 1: non
 _C.TRAIN.USE_CHECKPOINT = False  # activation checkpointing in the blocks (saves memory)
 _C.TRAIN.PRETRAINED_PATH = ""  # 2D ImageNet FocalNet weights to initialise Video-FocalNet
 _C.TRAIN.AMP = "off"  # off | fp16 (GradScaler) | bf16 mixed precision via torch.amp
-_C.TRAIN.COMPILE = "off"  # off | default | reduce-overhead | max-autotune: torch.compile mode of the training step
+_C.TRAIN.COMPILE = "off"  # torch.compile of the training step: off, default, reduce-overhead, max-autotune
 _C.TRAIN.SCALE_LR = True  # linear scaling: lr * batch * world * accumulation / LR_SCALE_BATCH
 _C.TRAIN.LR_SCALE_BATCH = 512  # reference batch of the linear scaling rule
 _C.TRAIN.NAN_POLICY = "stop"  # stop | skip: what a non-finite loss does
@@ -168,7 +168,7 @@ _C.TEST.NUM_CROP = 1  # spatial views per clip: 1 (centre) or 3 (along the long 
 _C.TEST.ONLY_TEST = False  # informational (official key)
 _C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
 _C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos left out of metrics, listed; fail: stop
-_C.TEST.COMPILE = "off"  # off | default | reduce-overhead | max-autotune: torch.compile mode of evaluation
+_C.TEST.COMPILE = "off"  # torch.compile of evaluation: off, default, reduce-overhead, max-autotune
 
 # ---------------------------------------------------------------------------------------------
 # Distributed (what torchrun does not already carry)

@@ -20,7 +20,12 @@ machine load. A compiled variant compiles during its first warmup iteration; tha
 reported as ``compile_s`` (engine.compile's clock), never inside an iteration time, with the
 speed-up over eager and the iterations after which compiling has paid for itself.
 ``--profile N`` adds, per variant, the N ops with the most self CPU time in one extra iteration
-(torch.profiler). Besides wall-clock time,
+(torch.profiler). Every row also has ``gflop``, the matrix-op work of one step (matrix products,
+convolutions and attention, forward and backward, 2 FLOPs per multiply-add, counted once per
+step by ``torch.utils.flop_counter``; element-wise ops are not counted), and ``gflops_per_s``;
+``--roofline`` measures what this machine's matrix products and convolutions reach in the same
+dtype and thread count (``result["roofline"]``) and adds each row's fraction of the GEMM rate, the
+ceiling a step can approach but not pass. Besides wall-clock time,
 the process CPU time of the iteration is recorded (``cpu_ms``; all threads summed): on a shared
 machine it is the steadier number, especially with ``--threads 1``. CPU precisions: float32 and
 bfloat16 autocast; GPU: float32, float16 and bfloat16 autocast. Peak memory: CUDA allocator peak
@@ -230,6 +235,56 @@ def time_step(steps: dict[str, Callable], repeats: int, warmup: int, device: str
     return stats
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                        transposed, _output_padding, _groups, output_mask, out_shape=None,
+                        **kwargs) -> int:
+    # Each gradient of a convolution (input, weight) costs exactly the multiply-adds of its
+    # forward. torch's own formula treats the weight gradient of a grouped convolution as dense,
+    # counting a depthwise convolution's C times over.
+    from torch.utils.flop_counter import conv_flop_count
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def step_gflop(step: Callable) -> float:
+    """Matrix-op GFLOP of one call of ``step``: matrix products, convolutions and attention,
+    forward and backward, 2 FLOPs per multiply-add (torch.utils.flop_counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    fixed = {torch.ops.aten.convolution_backward: _conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=fixed) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def roofline(device: str, dtype: str, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s this machine reaches, at the current thread count, for a large matrix product
+    (2048^3) and a dense 3x3 convolution (128 -> 128 channels, 56x56, batch 8, channels last)
+    in ``dtype``: the best of ``repeats`` after one warm-up."""
+    kind = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(2048, 2048, generator=gen).to(device, kind) for _ in range(2))
+    x = torch.randn(8, 128, 56, 56, generator=gen).to(device, kind).contiguous(
+        memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3, generator=gen).to(device, kind).contiguous(
+        memory_format=torch.channels_last)
+    work = {"gemm_gflops_per_s": (lambda: a @ b, 2 * 2048 ** 3),
+            "conv_gflops_per_s": (lambda: F.conv2d(x, w, padding=1),
+                                  2 * 8 * 56 * 56 * 128 * 128 * 9)}
+    rates = {}
+    with torch.inference_mode():
+        for name, (fn, flops) in work.items():
+            fn()
+            _sync(device)
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                best = min(best, time.perf_counter() - start)
+            rates[name] = round(flops / best / 1e9, 1)
+    return rates
+
+
 def profile_step(step: Callable, top: int) -> list[dict[str, Any]]:
     """The ``top`` ops by self CPU time in one call of ``step`` (torch.profiler, CPU activity)."""
     from torch.profiler import ProfilerActivity, profile
@@ -318,6 +373,13 @@ def run_model_benchmark(args) -> dict[str, Any]:
     if "reference" in models:
         video = torch.randn(2, *clip_shape, generator=gen)
         result["agreement"] = _compare_outputs(models, video.to(device), device, dtypes)
+    if getattr(args, "roofline", False):
+        result["roofline"] = {dtype: roofline(device, dtype) for dtype in dtypes}
+        if not args.json:
+            for dtype, rates in result["roofline"].items():
+                print(f"roofline {device} {dtype:<8} GEMM {rates['gemm_gflops_per_s']:.0f} "
+                      f"GFLOP/s, 3x3 convolution {rates['conv_gflops_per_s']:.0f} GFLOP/s "
+                      f"({torch.get_num_threads()} threads)", flush=True)
     for mode in args.modes:
         for batch in sorted(args.batch_sizes):
             video = torch.randn(batch, *clip_shape, generator=gen).to(device)
@@ -325,6 +387,9 @@ def run_model_benchmark(args) -> dict[str, Any]:
             for dtype in dtypes:
                 steps = {name: _make_step(m, mode, video, labels, device, dtype)
                          for name, m in models.items()}
+                # the same work for ours compiled or not: counted on the eager modules
+                work = {name: step_gflop(step) for name, step in steps.items()
+                        if not name.startswith("compiled")}
                 stats = time_step(steps, repeats, args.warmup, device)
                 for name, s in stats.items():
                     row = {"impl": name, "mode": mode, "batch_size": batch, "dtype": dtype,
@@ -334,6 +399,12 @@ def run_model_benchmark(args) -> dict[str, Any]:
                            "clips_per_s": round(batch / s["best_s"], 3),
                            "peak_mem_mb": round(s["mem_after"], 1),
                            "peak_mem_growth_mb": round(s["mem_after"] - s["mem_before"], 1)}
+                    gflop = work.get(name, work["ours"])
+                    row.update(gflop=round(gflop, 2),
+                               gflops_per_s=round(gflop / s["best_s"], 1))
+                    if "roofline" in result:
+                        peak = result["roofline"][dtype]["gemm_gflops_per_s"]
+                        row["fraction_of_gemm_peak"] = round(row["gflops_per_s"] / peak, 3)
                     if name.startswith("compiled"):
                         _compile_columns(row, stats, s)
                     if name != "reference" and "reference" in stats:
@@ -346,6 +417,9 @@ def run_model_benchmark(args) -> dict[str, Any]:
                                         f"{row[k]:.2f}" for k in row if "speedup" in k)
                         if "compile_s" in row:
                             extra += f"  compile {row['compile_s']:.1f} s"
+                        extra += f"  {row['gflops_per_s']:.0f} GFLOP/s"
+                        if "fraction_of_gemm_peak" in row:
+                            extra += f" ({100 * row['fraction_of_gemm_peak']:.0f}% of GEMM peak)"
                         print(f"{args.model} {name:<16} {mode:<5} batch {batch:<3} {dtype:<8} "
                               f"{row['clips_per_s']:8.2f} clips/s  {row['ms']:9.1f} ms "
                               f"(median {row['median_ms']:9.1f}, cpu {row['cpu_ms']:9.1f} ms)  "
@@ -488,6 +562,9 @@ def parse_args(argv=None):
                         help="also time our model under torch.compile in these modes")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="per variant, the N ops with the most self CPU time")
+    parser.add_argument("--roofline", action="store_true",
+                        help="also measure the machine's GEMM and convolution GFLOP/s (the "
+                             "ceiling) and report each step's fraction of it")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--loader", action="store_true",
                         help="benchmark the data loader instead (datasets.benchmark)")
