@@ -13,7 +13,7 @@ from .registry import model_family
 __all__ = ["build_model", "config_class_names", "check_class_count", "build_model_without_init",
            "unwrap_model", "count_parameters", "param_groups", "is_no_decay",
            "scaled_learning_rates", "build_optimizer", "reference_cosine_lr", "build_scheduler",
-           "build_criterion", "amp_dtype", "build_grad_scaler", "wrap_model"]
+           "build_criterion", "amp_dtype", "slow_bf16_warning", "build_grad_scaler", "wrap_model"]
 
 
 def build_model(cfg, class_names=None) -> nn.Module:
@@ -259,6 +259,22 @@ def build_criterion(cfg, mixup=None) -> nn.Module:
 def amp_dtype(cfg) -> torch.dtype | None:
     """TRAIN.AMP: off -> None (fp32), fp16 -> float16 (with a GradScaler), bf16 -> bfloat16."""
     return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[str(cfg.TRAIN.AMP)]
+
+
+def slow_bf16_warning(cfg, device: torch.device) -> str | None:
+    """A warning when TRAIN.AMP bf16 runs on a CPU without native bf16 instructions.
+
+    There (AVX2-only CPUs: no AVX512-BF16, no AMX) oneDNN has no bf16 kernels: matrix products
+    fall back to generic loops and convolutions to im2col, several times slower than float32
+    (docs/benchmarks.md measures it).
+    """
+    if amp_dtype(cfg) != torch.bfloat16 or device.type != "cpu":
+        return None
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return ("TRAIN.AMP bf16 on a CPU without native bfloat16 instructions (no AVX512-BF16/AMX): "
+            "bf16 matrix products and convolutions run several times slower than float32 here "
+            "(Video-FocalNet-T inference: about 7x); TRAIN.AMP off is faster on this machine")
 
 
 def build_grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:

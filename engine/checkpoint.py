@@ -39,8 +39,10 @@ __all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "ensure_writabl
 
 FORMAT = "vrengine-1"  # marks files written by this engine (strict loading applies)
 
-# Key prefixes that DistributedDataParallel / torch.compile wrappers add to saved state dicts.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Key prefixes that DistributedDataParallel / torch.compile wrappers add to saved state dicts, in
+# the order they are stripped: a compiled DDP model saves "_orig_mod.module.", a DDP-wrapped
+# compiled one "module._orig_mod." (the engine itself saves the unwrapped model).
+WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_orig_mod.")
 
 # The one global reference checkpoints pickle: yacs.config.CfgNode, read as a plain OrderedDict.
 _REFERENCE_GLOBALS = [(OrderedDict, "yacs.config.CfgNode")]

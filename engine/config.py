@@ -35,6 +35,12 @@ class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message says where and what to do."""
 
 
+# torch.compile modes of TRAIN.COMPILE / TEST.COMPILE (engine/compile.py)
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+# String keys whose YAML spelling `off` (or `on`) arrives as a bool.
+_BOOL_WORDS = {"TRAIN.AMP": {False: "off"},
+               "TRAIN.COMPILE": {False: "off", True: "default"},
+               "TEST.COMPILE": {False: "off", True: "default"}}
 
 _C = CN()
 _C.BASE = [""]  # official spelling of base-config inheritance; `_BASE_: path` works too
@@ -112,6 +118,7 @@ _C.TRAIN.ACCUMULATION_STEPS = 0  # micro-batches per optimizer step (0 or 1: non
 _C.TRAIN.USE_CHECKPOINT = False  # activation checkpointing in the blocks (saves memory)
 _C.TRAIN.PRETRAINED_PATH = ""  # 2D ImageNet FocalNet weights to initialise Video-FocalNet
 _C.TRAIN.AMP = "off"  # off | fp16 (GradScaler) | bf16 mixed precision via torch.amp
+_C.TRAIN.COMPILE = "off"  # torch.compile of the training step: off, default, reduce-overhead, max-autotune
 _C.TRAIN.SCALE_LR = True  # linear scaling: lr * batch * world * accumulation / LR_SCALE_BATCH
 _C.TRAIN.LR_SCALE_BATCH = 512  # reference batch of the linear scaling rule
 _C.TRAIN.NAN_POLICY = "stop"  # stop | skip: what a non-finite loss does
@@ -161,6 +168,7 @@ _C.TEST.NUM_CROP = 1  # spatial views per clip: 1 (centre) or 3 (along the long 
 _C.TEST.ONLY_TEST = False  # informational (official key)
 _C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
 _C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos left out of metrics, listed; fail: stop
+_C.TEST.COMPILE = "off"  # torch.compile of evaluation: off, default, reduce-overhead, max-autotune
 
 # ---------------------------------------------------------------------------------------------
 # Distributed (what torchrun does not already carry)
@@ -248,6 +256,8 @@ def _coerce(value, default, key: str, source: str):
     elif isinstance(default, str):
         if isinstance(value, str):
             return value
+        if isinstance(value, bool) and value in _BOOL_WORDS.get(key, {}):
+            return _BOOL_WORDS[key][value]  # YAML 1.1 reads a bare `off` as False
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
     elif isinstance(default, (list, tuple)):
@@ -553,6 +563,9 @@ def validate_cfg(cfg: CN, source: str = "", origins: dict | None = None) -> None
     _choice(cfg.DATA.DECODER, ("decord", "pyav", "frames"), source, "DATA.DECODER")
     _choice(cfg.DATA.SAMPLING, ("segment", "dense"), source, "DATA.SAMPLING")
     _choice(str(cfg.TRAIN.AMP), ("off", "fp16", "bf16"), source, "TRAIN.AMP")
+    for key in ("TRAIN.COMPILE", "TEST.COMPILE"):
+        section, name = key.split(".")
+        _choice(cfg[section][name], COMPILE_MODES, source, key)
     _choice(cfg.TRAIN.NAN_POLICY, ("stop", "skip"), source, "TRAIN.NAN_POLICY")
     _choice(cfg.TRAIN.OPTIMIZER.NAME.lower(), ("adamw", "sgd"), source, "TRAIN.OPTIMIZER.NAME")
     _choice(cfg.TRAIN.LR_SCHEDULER.NAME, ("cosine", "linear", "step"), source,

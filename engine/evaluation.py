@@ -23,8 +23,9 @@ import torch.nn as nn
 from datasets.fileio import atomic_write_bytes, atomic_write_text
 
 from . import distributed as du
-from .build import amp_dtype, build_model_without_init, unwrap_model
+from .build import amp_dtype, build_model_without_init, slow_bf16_warning, unwrap_model
 from .checkpoint import ensure_writable_dir, load_model_weights, safe_load
+from .compile import StaticBatch, compile_clock, compile_model, is_compiled
 from .logging import Progress, config_hash, setup_logging, start_log_file
 from .metrics import classification_metrics
 
@@ -68,17 +69,20 @@ def class_text_features(model: nn.Module, device: torch.device,
 
 @torch.no_grad()
 def view_probabilities(net: nn.Module, views: torch.Tensor, device: torch.device,
-                       amp: torch.dtype | None = None, **forward_kwargs) -> torch.Tensor:
+                       amp: torch.dtype | None = None, static: StaticBatch | None = None,
+                       **forward_kwargs) -> torch.Tensor:
     """Per-video probabilities (B, K) on the CPU from views (B, V, T, C, H, W) (or single clips
     (B, T, C, H, W)): softmax of each view's logits, averaged over the V views. One forward
-    over the B*V clips. ``forward_kwargs`` go to the model (``text_features=...``). Every
+    over the B*V clips (padded by ``static`` to its fixed batch for a compiled model; the padding
+    rows are dropped). ``forward_kwargs`` go to the model (``text_features=...``). Every
     evaluation and prediction scores videos through this function."""
     if views.dim() == 5:  # single clips (B,T,C,H,W): one view
         views = views.unsqueeze(1)
     b, v = views.shape[:2]
     clips = views.to(device, non_blocking=True).flatten(0, 1)
+    clips, real = static.pad(clips) if static is not None else (clips, clips.shape[0])
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        logits = net(clips, **forward_kwargs)
+        logits = net(clips, **forward_kwargs)[:real]
     return logits.float().softmax(dim=-1).view(b, v, -1).mean(dim=1).cpu()
 
 
@@ -92,27 +96,38 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     same). A model with ``encode_text`` scores against ``text_features`` [C, E] (default: its
     own classes, encoded once for the whole run). Returns {"metrics":
     top1/top5/mean_class_acc/per_class_acc/num_samples, "scores": (N, K) float, "labels": (N,),
-    "indices": (N,)} sorted by dataset index, identical on every rank.
+    "indices": (N,), "compile_s"} sorted by dataset index, identical on every rank. A compiled
+    ``model`` (engine.compile) sees one batch shape: the last, smaller batch is padded; its
+    compile time is logged and returned as compile_s.
     """
-    net = unwrap_model(model)
-    was_training = net.training
-    net.eval()
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    bare = unwrap_model(net)  # a compiled model is called compiled, but switched through its module
+    was_training = bare.training
+    bare.eval()
     if text_features is None:
-        text_features = class_text_features(net, device, amp)
+        text_features = class_text_features(bare, device, amp)
     forward_kwargs = {} if text_features is None else {"text_features": text_features}
+    static = StaticBatch(is_compiled(net))
+    clock = compile_clock()
+    compile_before = clock.seconds
     scores, labels, indices = [], [], []
     views_per_video = None
     progress = Progress(len(loader), desc, print_freq,
                         enabled=show_progress and du.is_main_process())
     for step, (views, label, index) in enumerate(loader):
         views_per_video = views.shape[1] if views.dim() == 6 else 1
-        scores.append(view_probabilities(net, views, device, amp, **forward_kwargs))
+        scores.append(view_probabilities(net, views, device, amp, static=static,
+                                         **forward_kwargs))
         labels.append(torch.as_tensor(label).view(-1).long().cpu())
         indices.append(torch.as_tensor(index).view(-1).long().cpu())
         progress.update(step)
     progress.close()
+    compile_s = clock.seconds - compile_before
+    if compile_s > 0:
+        logger.info("compiled the evaluation step in %.1f s (batch of %d clips)", compile_s,
+                    static.size)
     if was_training:
-        net.train()
+        bare.train()
     dataset = getattr(loader, "dataset", None)
     local = {
         "scores": torch.cat(scores) if scores else None,
@@ -143,7 +158,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     metrics["bad_videos"] = len(bad)
     metrics["num_listed"] = int(all_indices.numel())
     return {"metrics": metrics, "scores": all_scores, "labels": all_labels,
-            "indices": all_indices, "bad_indices": bad, "readable": readable}
+            "indices": all_indices, "bad_indices": bad, "readable": readable,
+            "compile_s": compile_s}
 
 
 def _predictions_csv(result: dict, dataset) -> str:
@@ -285,8 +301,10 @@ def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
         _write_eval_config(cfg)
     logger.info("testing %s on %d videos x %d clips x %d crops, %d process(es)", checkpoint,
                 len(loader.dataset), cfg.TEST.NUM_CLIP, cfg.TEST.NUM_CROP, dist_info.world_size)
-    result = evaluate(model, loader, dist_info.device, amp=amp_dtype(cfg),
-                      print_freq=cfg.PRINT_FREQ)
+    if slow_bf16_warning(cfg, dist_info.device):
+        logger.warning(slow_bf16_warning(cfg, dist_info.device))
+    result = evaluate(compile_model(model, cfg.TEST.COMPILE), loader, dist_info.device,
+                      amp=amp_dtype(cfg), print_freq=cfg.PRINT_FREQ)
     log_metrics(result["metrics"])
     summary = None
     if dist_info.is_main:

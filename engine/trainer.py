@@ -23,10 +23,12 @@ from datasets.fileio import atomic_write_text, remove_stale_temp_files
 
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,
-                    build_scheduler, count_parameters, scaled_learning_rates, wrap_model)
+                    build_scheduler, count_parameters, scaled_learning_rates,
+                    slow_bf16_warning, wrap_model)
 from .checkpoint import (FORMAT, CheckpointError, build_checkpoint, capture_rng_state,
                          find_resume_checkpoint, load_model_weights, restore_rng_state, safe_load,
                          save_checkpoint)
+from .compile import StaticBatch, compile_clock, compile_model, is_compiled
 from .config import ConfigError
 from .evaluation import check_before_work, evaluate, test
 from .logging import (Progress, TensorBoardWriter, memory_mb, setup_logging, start_log_file,
@@ -159,6 +161,8 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
 
     The LR for update t (global index from 0) is set by ``scheduler.step_update(t)`` before the
     update; t runs over optimiser updates, EPOCHS * ceil(len(loader) / ACCUMULATION_STEPS).
+    A compiled ``model`` (engine.compile) sees one batch shape (smaller batches are padded) and
+    its compile time is logged and returned as ``compile_s``, outside the iteration times.
     """
     model.train()
     epoch = state.epoch
@@ -173,11 +177,15 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
                         enabled=show_progress and du.is_main_process())
     group_bad = False
     loss_sum, loss_count, clips, skipped_at_start = 0.0, 0, 0, state.skipped_steps
+    static = StaticBatch(is_compiled(model))
+    clock = compile_clock()
+    compile_start = clock.seconds
     epoch_start = end = time.time()
     for index, batch in enumerate(loader):
         state.batch = index
         video, label = batch[0], batch[1]
         data_time = time.time() - end
+        compile_before = clock.seconds
         video = video.to(device, non_blocking=True)
         label = label.to(device, non_blocking=True)
         group_start = (index // accum) * accum
@@ -195,7 +203,8 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
             with sync:
                 with torch.autocast(device.type, dtype=dtype or torch.float32,
                                     enabled=dtype is not None):
-                    logits = model(video)
+                    padded, real = static.pad(video)
+                    logits = model(padded)[:real]
                 loss = criterion(logits.float(), target)
                 # averaged over processes: every rank takes the same NaN decision (no DDP hang)
                 loss_value = float(du.all_reduce_mean(loss.detach()))
@@ -219,7 +228,15 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
         if math.isfinite(loss_value):
             loss_sum += loss_value
             loss_count += 1
-        batch_time = time.time() - end
+        compile_s = clock.seconds - compile_before
+        batch_time = time.time() - end - compile_s
+        if compile_s > 0:
+            logger.info("compiled the training step in %.1f s (TRAIN.COMPILE %s, batch %d; not "
+                        "counted in the iteration times)", compile_s, cfg.TRAIN.COMPILE,
+                        static.size)
+            if log is not None:
+                log.write({"type": "compile", "phase": "train", "epoch": epoch, "iter": index,
+                           "mode": cfg.TRAIN.COMPILE, "seconds": compile_s})
         clips += video.shape[0] * world
         lr = optimizer.param_groups[0]["lr"]
         values = {"loss": loss_value, "lr": lr, "data_time": data_time,
@@ -239,8 +256,10 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
         state.batch = index + 1  # the next one is in progress (loading) from here on
     progress.close()
     elapsed = time.time() - epoch_start
+    compiling = clock.seconds - compile_start
     return {"epoch": epoch, "loss": loss_sum / max(loss_count, 1), "iterations": num_iters,
-            "time_s": elapsed, "clips_per_s": clips / max(elapsed, 1e-9),
+            "time_s": elapsed, "compile_s": compiling,
+            "clips_per_s": clips / max(elapsed - compiling, 1e-9),
             "lr": optimizer.param_groups[0]["lr"],
             "skipped_steps": state.skipped_steps - skipped_at_start,
             "memory_mb": memory_mb(device)}
@@ -413,9 +432,18 @@ def _train_locked(cfg, dist_info) -> dict:
                 "accumulation), %d updates per epoch, AMP %s", lrs["base_lr"], lrs["warmup_lr"],
                 lrs["min_lr"], cfg.TRAIN.SCALE_LR, cfg.DATA.BATCH_SIZE * dist_info.world_size,
                 max(1, cfg.TRAIN.ACCUMULATION_STEPS), steps_per_epoch, cfg.TRAIN.AMP)
+    if slow_bf16_warning(cfg, dist_info.device):
+        logger.warning(slow_bf16_warning(cfg, dist_info.device))
 
     state = TrainState(epoch=cfg.TRAIN.START_EPOCH)
     ddp_model = wrap_model(cfg, model, dist_info)
+    # DDP first, then compile (engine/compile.py says why); evaluation compiles the bare model.
+    # Both wrappers share `model`'s parameters, which resume and checkpoints read and write.
+    train_net = compile_model(ddp_model, cfg.TRAIN.COMPILE)
+    eval_net = compile_model(model, cfg.TEST.COMPILE)
+    if cfg.TRAIN.COMPILE != "off" or cfg.TEST.COMPILE != "off":
+        logger.info("torch.compile: training %s, evaluation %s (compiled on first use; compile "
+                    "time is logged on its own line)", cfg.TRAIN.COMPILE, cfg.TEST.COMPILE)
     resumed_from = _resume(cfg, model, optimizer, scheduler, scaler, state, dist_info,
                            resume_path, resume_ckpt)
     del resume_ckpt
@@ -437,7 +465,7 @@ def _train_locked(cfg, dist_info) -> dict:
         for epoch in range(state.epoch, cfg.TRAIN.EPOCHS):
             state.epoch, state.batch = epoch, 0
             _loader_set_epoch(train_loader, epoch)
-            stats = train_one_epoch(cfg, ddp_model, train_loader, optimizer, scheduler, scaler,
+            stats = train_one_epoch(cfg, train_net, train_loader, optimizer, scheduler, scaler,
                                     criterion, dist_info.device, state, mixup=mixup, tb=tb,
                                     log=log)
             stats["bad_videos"] = _bad_videos(train_loader)
@@ -451,8 +479,11 @@ def _train_locked(cfg, dist_info) -> dict:
             last_epoch = epoch + 1 == cfg.TRAIN.EPOCHS
             is_best = False
             if (epoch + 1) % cfg.TRAIN.EVAL_FREQ == 0 or last_epoch:
-                result = evaluate(ddp_model, val_loader, dist_info.device, amp=amp_dtype(cfg),
+                result = evaluate(eval_net, val_loader, dist_info.device, amp=amp_dtype(cfg),
                                   desc=f"Val epoch {epoch}", print_freq=cfg.PRINT_FREQ)
+                if result["compile_s"] > 0:
+                    log.write({"type": "compile", "phase": "eval", "epoch": epoch,
+                               "mode": cfg.TEST.COMPILE, "seconds": result["compile_s"]})
                 last_metrics = result["metrics"]
                 is_best = last_metrics["top1"] > state.max_accuracy or state.max_accuracy == 0.0
                 state.max_accuracy = max(state.max_accuracy, last_metrics["top1"])
@@ -504,16 +535,23 @@ def throughput(cfg, warmup: int = 5, iterations: int = 20) -> float:
     dist_info = du.init_distributed(cfg)
     setup_logging(None, dist_info.rank)
     _configure_determinism(cfg, dist_info.device)
-    model = build_model(cfg).to(dist_info.device).eval()
+    model = compile_model(build_model(cfg).to(dist_info.device).eval(), cfg.TEST.COMPILE)
     views = next(iter(build_loader(cfg, "val")))[0]
     clips = (views.flatten(0, 1) if views.dim() == 6 else views).to(dist_info.device)
     dtype = amp_dtype(cfg)
     sync = torch.cuda.synchronize if dist_info.device.type == "cuda" else (lambda: None)
+    clock = compile_clock()
+    compile_before = clock.seconds
     with torch.autocast(dist_info.device.type, dtype=dtype or torch.float32,
                         enabled=dtype is not None):
-        for _ in range(warmup):
+        for _ in range(warmup):  # a compiled model compiles here, before the timing
             model(clips)
         sync()
+    if clock.seconds > compile_before:
+        logger.info("compiled the model in %.1f s (TEST.COMPILE %s)",
+                    clock.seconds - compile_before, cfg.TEST.COMPILE)
+    with torch.autocast(dist_info.device.type, dtype=dtype or torch.float32,
+                        enabled=dtype is not None):
         start = time.time()
         for _ in range(iterations):
             model(clips)

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from . import tokenizer as tk
 from .prompts import PromptedBlock, uniform_prompt_init_
 
 __all__ = ["LayerNorm", "QuickGELU", "Linear", "Attention", "CLIPVisionEncoder",
@@ -43,9 +44,14 @@ def _frozen_cast(owner: nn.Module, tensor: torch.Tensor, dtype: torch.dtype) -> 
 
 def frozen_aware_linear(owner: nn.Module, x: torch.Tensor, weight: torch.Tensor,
                         bias: torch.Tensor | None) -> torch.Tensor:
-    """F.linear that, under autocast, uses cached low-precision copies of frozen weights."""
+    """F.linear that, under autocast, uses cached low-precision copies of frozen weights.
+
+    Not while torch.compile traces: the cache is keyed on tensor versions (data that would break
+    the graph), and in a compiled graph the casts are graph operations anyway.
+    """
     device = x.device.type
-    if weight.requires_grad or not torch.is_autocast_enabled(device):
+    if (weight.requires_grad or not torch.is_autocast_enabled(device)
+            or torch.compiler.is_compiling()):
         return F.linear(x, weight, bias)
     dtype = torch.get_autocast_dtype(device)
     if dtype not in _HALF:
@@ -263,7 +269,9 @@ class CLIPTextEncoder(nn.Module):
 
     Only the EOT row is read and attention is causal, so positions after the longest prompt's
     EOT cannot change the result: the sequence is cut there (exactly the same numbers as running
-    all `context_length` positions, several times faster for short class prompts).
+    all `context_length` positions, several times faster for short class prompts). Callers with
+    fixed token ids pass that cut `length` (``tokenizer.text_length``, a Python int): read from
+    the ids inside a torch.compile graph it would be a data-dependent shape (a graph break).
     """
 
     def __init__(self, embed_dim: int = 512, context_length: int = 77, vocab_size: int = 49408,
@@ -284,9 +292,11 @@ class CLIPTextEncoder(nn.Module):
         nn.init.normal_(self.text_projection, std=transformer_width ** -0.5)
         self.grad_checkpointing = False
 
-    def forward(self, prompts: torch.Tensor, tokenized_prompts: torch.Tensor) -> torch.Tensor:
+    def forward(self, prompts: torch.Tensor, tokenized_prompts: torch.Tensor,
+                length: int | None = None) -> torch.Tensor:
         eot = tokenized_prompts.argmax(dim=-1).to(prompts.device)
-        length = int(eot.max()) + 1
+        if length is None:
+            length = tk.text_length(tokenized_prompts)
         x = prompts[:, :length] + self.positional_embedding[:length]
         use_ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self.transformer.resblocks:
@@ -294,10 +304,10 @@ class CLIPTextEncoder(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         return self.ln_final(x) @ self.text_projection
 
-    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_tokens(self, tokens: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Features of plain token ids [C, L] (no learned context)."""
         return self.forward(self.token_embedding(tokens.to(self.token_embedding.weight.device)),
-                            tokens)
+                            tokens, length)
 
 
 def _pair(value) -> Tuple[int, int]:

@@ -102,6 +102,7 @@ class VitaCLIP(nn.Module):
             self.register_buffer("class_tokens", tk.tokenize(
                 [tk.clean_class_name(n) for n in self.class_names], text_context_length),
                 persistent=False)
+            self.class_tokens_length = tk.text_length(self.class_tokens)  # fixed with them
         self._freeze()
 
     @property
@@ -189,13 +190,16 @@ class VitaCLIP(nn.Module):
         if mode == "precomputed":
             return self.text_features
         if mode == "learned":
-            return self.textual(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
+            # the cut lengths are Python ints fixed with the token ids: read from the ids inside
+            # a torch.compile graph they would be a data-dependent shape (a graph break)
+            learner = self.prompt_learner
+            return self.textual(learner(), learner.tokenized_prompts, learner.text_length)
         if mode == "learned-generic":
             prompts, tokens = self.prompt_learner.prompts_for(class_names,
                                                               self.textual.token_embedding)
             return self.textual(prompts, tokens)
         if class_names is None:  # class-only prompts of the own classes: tokenised once
-            return self.textual.encode_tokens(self.class_tokens)
+            return self.textual.encode_tokens(self.class_tokens, self.class_tokens_length)
         tokens = tk.tokenize([tk.clean_class_name(str(n)) for n in class_names],
                              self.text_context_length)
         return self.textual.encode_tokens(tokens)

@@ -132,6 +132,7 @@ class TextPromptLearner(nn.Module):
         self.ctx = nn.Parameter(ctx)
         tokens = self.template_tokens(self.class_names)
         self.register_buffer("tokenized_prompts", tokens, persistent=False)
+        self.text_length = tk.text_length(tokens)  # the text tower's cut, fixed with the tokens
         self.name_lens = [len(tk.encode(tk.clean_class_name(n))) for n in self.class_names]
         embedding = self._embed(token_embedding, tokens)
         self.register_buffer("token_prefix", embedding[:, :1].clone())

@@ -12,7 +12,8 @@ from typing import List, Sequence
 
 import torch
 
-__all__ = ["get_tokenizer", "encode", "tokenize", "prompt_prefix_words", "clean_class_name"]
+__all__ = ["get_tokenizer", "encode", "tokenize", "text_length", "prompt_prefix_words",
+           "clean_class_name"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,6 +42,14 @@ def tokenize(texts: Sequence[str] | str, context_length: int = 77) -> torch.Tens
                              f"prompt (MODEL.VITA.TEXT_NUM_PROMPTS / TEXT_PROMPT_INIT)")
         result[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
     return result
+
+
+def text_length(tokens: torch.Tensor) -> int:
+    """Positions the text tower must run for token ids [N, L]: up to the last EOT (the largest
+    id, CLIP's convention), inclusive. A meta tensor (no values) gives the full length L."""
+    if tokens.is_meta:
+        return tokens.shape[-1]
+    return int(tokens.argmax(dim=-1).max()) + 1
 
 
 def clean_class_name(name: str) -> str:

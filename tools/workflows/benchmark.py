@@ -2,7 +2,8 @@
 size and precision, optionally against the line-by-line reference port with the same weights.
 
     python tools/benchmark.py --model video_focalnet_tiny [--batch-sizes 1 8] [--threads 2]
-        [--dtypes float32 bfloat16] [--modes infer train] [--compare-reference] [--json]
+        [--dtypes float32 bfloat16] [--modes infer train] [--compare-reference]
+        [--compile default max-autotune] [--profile 15] [--json]
     python tools/benchmark.py --model vita_clip_b16 --runs [--img-size 224 --classes 400
         --batch 2 --threads 2]        # each measurement in its own process (peak memory)
     python tools/benchmark.py --loader            # data loader throughput
@@ -11,9 +12,20 @@ Every model the registry knows (``engine.registry.family_for_variant``) is measu
 way: the family builds the model (``benchmark_models``); a reference port from ``tests/`` is
 added when the checkout has one for that family (``REFERENCE_PORTS``).
 
-In-process timing (default): every measurement is the minimum over ``--repeats`` single
-iterations after ``--warmup`` untimed ones; with ``--compare-reference`` ours and the reference
-alternate iteration by iteration, so both see the same machine load. Besides wall-clock time,
+In-process timing (default): every measurement is the minimum (``ms``) and the median
+(``median_ms``) over ``--repeats`` single iterations after ``--warmup`` untimed ones; ours, each
+``--compile`` mode (``compiled-<mode>``: the same module under torch.compile) and, with
+``--compare-reference``, the reference alternate iteration by iteration, so all see the same
+machine load. A compiled variant compiles during its first warmup iteration; that time is
+reported as ``compile_s`` (engine.compile's clock), never inside an iteration time, with the
+speed-up over eager and the iterations after which compiling has paid for itself.
+``--profile N`` adds, per variant, the N ops with the most self CPU time in one extra iteration
+(torch.profiler). Every row also has ``gflop``, the matrix-op work of one step (matrix products,
+convolutions and attention, forward and backward, 2 FLOPs per multiply-add, counted once per
+step by ``torch.utils.flop_counter``; element-wise ops are not counted), and ``gflops_per_s``;
+``--roofline`` measures what this machine's matrix products and convolutions reach in the same
+dtype and thread count (``result["roofline"]``) and adds each row's fraction of the GEMM rate, the
+ceiling a step can approach but not pass. Besides wall-clock time,
 the process CPU time of the iteration is recorded (``cpu_ms``; all threads summed): on a shared
 machine it is the steadier number, especially with ``--threads 1``. CPU precisions: float32 and
 bfloat16 autocast; GPU: float32, float16 and bfloat16 autocast. Peak memory: CUDA allocator peak
@@ -37,10 +49,10 @@ import json
 import logging
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
-from importlib import import_module
 from typing import Any, Callable
 
 import torch
@@ -48,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.build import count_parameters
+from engine.compile import compile_clock, compile_model
 from engine.evaluation import class_text_features
 from engine.registry import family_for_variant
 from tools._cli import UsageError, make_main, new_parser
@@ -191,16 +204,20 @@ def _peak_memory_mb(device: str) -> float:
 
 def time_step(steps: dict[str, Callable], repeats: int, warmup: int, device: str
               ) -> dict[str, dict[str, float]]:
-    """Interleaved timing of several step functions: min seconds and memory per name."""
+    """Interleaved timing of several step functions: min/median seconds, memory and the compile
+    seconds spent in the warmup, per name. A compiled step always gets one warmup call."""
+    clock = compile_clock()
     stats = {name: {"best_s": float("inf"), "best_cpu_s": float("inf"), "mem_before": 0.0,
-                    "mem_after": 0.0} for name in steps}
+                    "mem_after": 0.0, "times": [], "compile_s": 0.0} for name in steps}
     for name, step in steps.items():
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         stats[name]["mem_before"] = _peak_memory_mb(device)
-        for _ in range(warmup):
+        compile_before = clock.seconds
+        for _ in range(max(warmup, 1 if name.startswith("compiled") else 0)):
             step()
         _sync(device)
+        stats[name]["compile_s"] = clock.seconds - compile_before
         stats[name]["mem_after"] = _peak_memory_mb(device)
     for _ in range(repeats):
         for name, step in steps.items():
@@ -208,10 +225,75 @@ def time_step(steps: dict[str, Callable], repeats: int, warmup: int, device: str
             start, start_cpu = time.perf_counter(), time.process_time()
             step()
             _sync(device)
-            stats[name]["best_s"] = min(stats[name]["best_s"], time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            stats[name]["times"].append(elapsed)
+            stats[name]["best_s"] = min(stats[name]["best_s"], elapsed)
             stats[name]["best_cpu_s"] = min(stats[name]["best_cpu_s"],
                                             time.process_time() - start_cpu)
+    for s in stats.values():
+        s["median_s"] = statistics.median(s["times"]) if s["times"] else float("inf")
     return stats
+
+
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                        transposed, _output_padding, _groups, output_mask, out_shape=None,
+                        **kwargs) -> int:
+    # Each gradient of a convolution (input, weight) costs exactly the multiply-adds of its
+    # forward. torch's own formula treats the weight gradient of a grouped convolution as dense,
+    # counting a depthwise convolution's C times over.
+    from torch.utils.flop_counter import conv_flop_count
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def step_gflop(step: Callable) -> float:
+    """Matrix-op GFLOP of one call of ``step``: matrix products, convolutions and attention,
+    forward and backward, 2 FLOPs per multiply-add (torch.utils.flop_counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    fixed = {torch.ops.aten.convolution_backward: _conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=fixed) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def roofline(device: str, dtype: str, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s this machine reaches, at the current thread count, for a large matrix product
+    (2048^3) and a dense 3x3 convolution (128 -> 128 channels, 56x56, batch 8, channels last)
+    in ``dtype``: the best of ``repeats`` after one warm-up."""
+    kind = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(2048, 2048, generator=gen).to(device, kind) for _ in range(2))
+    x = torch.randn(8, 128, 56, 56, generator=gen).to(device, kind).contiguous(
+        memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3, generator=gen).to(device, kind).contiguous(
+        memory_format=torch.channels_last)
+    work = {"gemm_gflops_per_s": (lambda: a @ b, 2 * 2048 ** 3),
+            "conv_gflops_per_s": (lambda: F.conv2d(x, w, padding=1),
+                                  2 * 8 * 56 * 56 * 128 * 128 * 9)}
+    rates = {}
+    with torch.inference_mode():
+        for name, (fn, flops) in work.items():
+            fn()
+            _sync(device)
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                best = min(best, time.perf_counter() - start)
+            rates[name] = round(flops / best / 1e9, 1)
+    return rates
+
+
+def profile_step(step: Callable, top: int) -> list[dict[str, Any]]:
+    """The ``top`` ops by self CPU time in one call of ``step`` (torch.profiler, CPU activity)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [{"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3, 2), "calls": e.count,
+             "percent": round(100.0 * e.self_cpu_time_total / total, 1)} for e in events[:top]]
 
 
 def _compare_outputs(models: dict[str, nn.Module], video: torch.Tensor, device: str,
@@ -243,12 +325,22 @@ def _speedups(row: dict, stats: dict, best: dict, earlier: list[dict], dtype: st
     """Speed-ups of ours over the reference at the same dtype and over its float32 row."""
     ref_f32 = [r for r in earlier if r["impl"] == "reference" and r["mode"] == row["mode"]
                and r["batch_size"] == row["batch_size"] and r["dtype"] == "float32"]
-    for key, unit in (("best_s", "ms"), ("best_cpu_s", "cpu_ms")):
+    for key, unit in (("best_s", "ms"), ("median_s", "median_ms"), ("best_cpu_s", "cpu_ms")):
         ref_now = stats["reference"][key]
         ref_fp32 = ref_now if dtype == "float32" or not ref_f32 else ref_f32[0][unit] / 1e3
-        prefix = "" if key == "best_s" else "cpu_"
+        prefix = {"best_s": "", "median_s": "median_", "best_cpu_s": "cpu_"}[key]
         row[f"{prefix}speedup_vs_reference_same_dtype"] = round(ref_now / best[key], 3)
         row[f"{prefix}speedup_vs_reference_fp32"] = round(ref_fp32 / best[key], 3)
+
+
+def _compile_columns(row: dict, stats: dict, s: dict) -> None:
+    """A compiled variant's compile time, speed-up over eager (medians) and the iterations after
+    which the compile time is paid back (None: never)."""
+    row["compile_s"] = round(s["compile_s"], 1)
+    eager = stats["ours"]["median_s"]
+    row["speedup_vs_ours_eager"] = round(eager / s["median_s"], 3)
+    saved = eager - s["median_s"]
+    row["breakeven_iterations"] = round(s["compile_s"] / saved) if saved > 0 else None
 
 
 def run_model_benchmark(args) -> dict[str, Any]:
@@ -263,6 +355,13 @@ def run_model_benchmark(args) -> dict[str, Any]:
                                                 args.design)
     for m in models.values():
         m.to(device)
+    if getattr(args, "compile", None):
+        # one wrapper per mode; every (mode, dtype, batch, train/infer) is its own graph
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        ours = models["ours"]
+        models = {"ours": ours, **{f"compiled-{mode}": compile_model(ours, mode)
+                                   for mode in args.compile},
+                  **{k: v for k, v in models.items() if k != "ours"}}
     if args.compare_reference and "reference" not in models:
         print(f"note: no reference port for {args.model}; timing ours only", file=sys.stderr)
     repeats = args.repeats or 5
@@ -274,6 +373,13 @@ def run_model_benchmark(args) -> dict[str, Any]:
     if "reference" in models:
         video = torch.randn(2, *clip_shape, generator=gen)
         result["agreement"] = _compare_outputs(models, video.to(device), device, dtypes)
+    if getattr(args, "roofline", False):
+        result["roofline"] = {dtype: roofline(device, dtype) for dtype in dtypes}
+        if not args.json:
+            for dtype, rates in result["roofline"].items():
+                print(f"roofline {device} {dtype:<8} GEMM {rates['gemm_gflops_per_s']:.0f} "
+                      f"GFLOP/s, 3x3 convolution {rates['conv_gflops_per_s']:.0f} GFLOP/s "
+                      f"({torch.get_num_threads()} threads)", flush=True)
     for mode in args.modes:
         for batch in sorted(args.batch_sizes):
             video = torch.randn(batch, *clip_shape, generator=gen).to(device)
@@ -281,24 +387,46 @@ def run_model_benchmark(args) -> dict[str, Any]:
             for dtype in dtypes:
                 steps = {name: _make_step(m, mode, video, labels, device, dtype)
                          for name, m in models.items()}
+                # the same work for ours compiled or not: counted on the eager modules
+                work = {name: step_gflop(step) for name, step in steps.items()
+                        if not name.startswith("compiled")}
                 stats = time_step(steps, repeats, args.warmup, device)
                 for name, s in stats.items():
                     row = {"impl": name, "mode": mode, "batch_size": batch, "dtype": dtype,
                            "ms": round(s["best_s"] * 1e3, 2),
+                           "median_ms": round(s["median_s"] * 1e3, 2),
                            "cpu_ms": round(s["best_cpu_s"] * 1e3, 2),
                            "clips_per_s": round(batch / s["best_s"], 3),
                            "peak_mem_mb": round(s["mem_after"], 1),
                            "peak_mem_growth_mb": round(s["mem_after"] - s["mem_before"], 1)}
-                    if name == "ours" and "reference" in stats:
+                    gflop = work.get(name, work["ours"])
+                    row.update(gflop=round(gflop, 2),
+                               gflops_per_s=round(gflop / s["best_s"], 1))
+                    if "roofline" in result:
+                        peak = result["roofline"][dtype]["gemm_gflops_per_s"]
+                        row["fraction_of_gemm_peak"] = round(row["gflops_per_s"] / peak, 3)
+                    if name.startswith("compiled"):
+                        _compile_columns(row, stats, s)
+                    if name != "reference" and "reference" in stats:
                         _speedups(row, stats, s, result["runs"], dtype)
+                    if getattr(args, "profile", 0):
+                        row["profile"] = profile_step(steps[name], args.profile)
                     result["runs"].append(row)
                     if not args.json:
                         extra = "".join(f"  {k.replace('speedup_vs_reference_', 'x ref ')} "
                                         f"{row[k]:.2f}" for k in row if "speedup" in k)
-                        print(f"{args.model} {name:<9} {mode:<5} batch {batch:<3} {dtype:<8} "
+                        if "compile_s" in row:
+                            extra += f"  compile {row['compile_s']:.1f} s"
+                        extra += f"  {row['gflops_per_s']:.0f} GFLOP/s"
+                        if "fraction_of_gemm_peak" in row:
+                            extra += f" ({100 * row['fraction_of_gemm_peak']:.0f}% of GEMM peak)"
+                        print(f"{args.model} {name:<16} {mode:<5} batch {batch:<3} {dtype:<8} "
                               f"{row['clips_per_s']:8.2f} clips/s  {row['ms']:9.1f} ms "
-                              f"(cpu {row['cpu_ms']:9.1f} ms)  "
+                              f"(median {row['median_ms']:9.1f}, cpu {row['cpu_ms']:9.1f} ms)  "
                               f"peak {row['peak_mem_mb']:8.0f} MB{extra}", flush=True)
+                        for op in row.get("profile", []):
+                            print(f"    {op['percent']:5.1f}%  {op['self_ms']:9.1f} ms  "
+                                  f"{op['calls']:6d}x  {op['op']}")
     return result
 
 
@@ -429,6 +557,14 @@ def parse_args(argv=None):
                         help="with --impl: the step measured")
     parser.add_argument("--amp", choices=["off", "bf16"], default="off",
                         help="with --impl: bf16 autocast for ours")
+    parser.add_argument("--compile", nargs="+", default=[],
+                        choices=["default", "reduce-overhead", "max-autotune"],
+                        help="also time our model under torch.compile in these modes")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="per variant, the N ops with the most self CPU time")
+    parser.add_argument("--roofline", action="store_true",
+                        help="also measure the machine's GEMM and convolution GFLOP/s (the "
+                             "ceiling) and report each step's fraction of it")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--loader", action="store_true",
                         help="benchmark the data loader instead (datasets.benchmark)")

@@ -140,3 +140,46 @@ def test_loader_flag_calls_the_datasets_benchmark(monkeypatch, capsys):
     assert benchmark.main(["--loader", "--loader-iters", "3", "--json"]) == 0
     assert seen == {"iters": 3, "json": ""}
     assert json.loads(capsys.readouterr().out)["clips_per_s"]["360p/segment/decord"] == 12.5
+
+
+def test_benchmark_times_compiled_variants_with_compile_time_and_profile(capsys, monkeypatch):
+    import engine.compile
+    monkeypatch.setattr(engine.compile, "BACKEND", "aot_eager")  # no C++ code generation
+    code = benchmark.main(["--model", "video_focalnet_tiny", "--num-frames", "2",
+                           "--img-size", "32", "--batch-sizes", "1", "--repeats", "2",
+                           "--warmup", "0", "--compare-reference", "--json", "--threads", "1",
+                           "--dtypes", "float32", "--modes", "infer", "--compile", "default",
+                           "--profile", "3"])
+    assert code == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["impl"] for r in runs] == ["ours", "compiled-default", "reference"]
+    compiled = runs[1]
+    assert compiled["compile_s"] > 0 and compiled["speedup_vs_ours_eager"] > 0
+    assert "median_speedup_vs_reference_fp32" in compiled
+    assert all(r["median_ms"] >= r["ms"] > 0 and len(r["profile"]) == 3 for r in runs)
+    assert all(op["self_ms"] >= 0 and op["calls"] >= 1 for op in compiled["profile"])
+
+
+def test_benchmark_reports_matrix_work_and_the_machines_roofline(capsys):
+    """gflop is the step's matrix-op work: for inference twice the multiply-adds that
+    engine.flops counts for the same model and clip, and about three times that for a training
+    step (forward, gradient of the input, gradient of the weights); gflops_per_s divides it by
+    the best time, and --roofline gives the fraction of the measured GEMM rate."""
+    args = ["--model", "video_focalnet_tiny", "--num-frames", "2", "--img-size", "32",
+            "--num-classes", "5", "--batch-sizes", "1", "--repeats", "1", "--warmup", "0",
+            "--threads", "1", "--dtypes", "float32", "--compare-reference", "--roofline", "--json"]
+    assert benchmark.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    rates = result["roofline"]["float32"]
+    assert rates["gemm_gflops_per_s"] > 0 and rates["conv_gflops_per_s"] > 0
+    models, shape = benchmark.build_benchmark_models("video_focalnet_tiny", 2, 32, 5, False)
+    macs, _ = count_gflops(models["ours"].eval(), torch.zeros(1, *shape))
+    rows = {(r["impl"], r["mode"]): r for r in result["runs"]}
+    infer, train = rows[("ours", "infer")], rows[("ours", "train")]
+    assert infer["gflop"] == pytest.approx(2 * macs, rel=0.01)
+    assert rows[("reference", "infer")]["gflop"] == pytest.approx(infer["gflop"], rel=0.01)
+    assert 2.5 * infer["gflop"] < train["gflop"] < 3.1 * infer["gflop"]
+    for row in result["runs"]:
+        assert row["gflops_per_s"] == pytest.approx(row["gflop"] / row["ms"] * 1e3, rel=0.02)
+        assert row["fraction_of_gemm_peak"] == pytest.approx(
+            row["gflops_per_s"] / rates["gemm_gflops_per_s"], abs=1e-3)
