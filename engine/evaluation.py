@@ -301,8 +301,9 @@ def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
         _write_eval_config(cfg)
     logger.info("testing %s on %d videos x %d clips x %d crops, %d process(es)", checkpoint,
                 len(loader.dataset), cfg.TEST.NUM_CLIP, cfg.TEST.NUM_CROP, dist_info.world_size)
-    if slow_bf16_warning(cfg, dist_info.device):
-        logger.warning(slow_bf16_warning(cfg, dist_info.device))
+    slow_bf16 = slow_bf16_warning(cfg, dist_info.device)
+    if slow_bf16:
+        logger.warning(slow_bf16)
     result = evaluate(compile_model(model, cfg.TEST.COMPILE), loader, dist_info.device,
                       amp=amp_dtype(cfg), print_freq=cfg.PRINT_FREQ)
     log_metrics(result["metrics"])

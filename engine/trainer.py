@@ -432,8 +432,9 @@ def _train_locked(cfg, dist_info) -> dict:
                 "accumulation), %d updates per epoch, AMP %s", lrs["base_lr"], lrs["warmup_lr"],
                 lrs["min_lr"], cfg.TRAIN.SCALE_LR, cfg.DATA.BATCH_SIZE * dist_info.world_size,
                 max(1, cfg.TRAIN.ACCUMULATION_STEPS), steps_per_epoch, cfg.TRAIN.AMP)
-    if slow_bf16_warning(cfg, dist_info.device):
-        logger.warning(slow_bf16_warning(cfg, dist_info.device))
+    slow_bf16 = slow_bf16_warning(cfg, dist_info.device)
+    if slow_bf16:
+        logger.warning(slow_bf16)
 
     state = TrainState(epoch=cfg.TRAIN.START_EPOCH)
     ddp_model = wrap_model(cfg, model, dist_info)
