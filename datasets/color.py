@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["JitterDraw", "draw_jitter", "to_planar", "from_planar", "jitter_planar_",
-           "grayscale_planar_", "normalize_planar_"]
+           "grayscale_planar_", "normalize_planar_", "normalized_frames"]
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3  # op ids in a frame's order
 _LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601, torchvision's rgb_to_grayscale weights
@@ -164,8 +164,7 @@ def _shift_hue_(x: torch.Tensor, shift: torch.Tensor) -> None:
     r, g, b = x.unbind(0)
     torch.maximum(torch.maximum(r, g, out=maxc), b, out=maxc)
     torch.sub(maxc, torch.minimum(torch.minimum(r, g, out=top), b, out=top), out=chroma)
-    torch.gt(maxc, r, out=not_r)  # 1 where R is not the maximum
-    torch.gt(maxc, g, out=not_g)
+    torch.gt(maxc, x[:2], out=work[3:5])  # not_r, not_g: 1 where R (G) is not the maximum
     torch.mul(not_r, not_g, out=b_max)  # B is the maximum
     # n = (g - b) + not_r * ((b - r) - (g - b)) - b_max * ((g - b) + 2 (b - r))
     torch.sub(g, b, out=gb)
@@ -213,6 +212,32 @@ def jitter_planar_(x: torch.Tensor, draw: JitterDraw) -> None:
 def grayscale_planar_(x: torch.Tensor) -> None:
     """Three identical luma channels, in place."""
     x.copy_(_luma(x).unsqueeze(0).expand_as(x))
+
+
+def normalized_frames(x: torch.Tensor, mean, std, frame_order: torch.Tensor | None = None,
+                      gray: bool = False) -> torch.Tensor:
+    """(x - mean) / std of planar ``x`` (3, T, H, W) written straight into a new contiguous
+    (T, 3, H, W) clip, undoing ``frame_order``; with ``gray`` every channel is first the luma
+    (``grayscale_planar_`` then ``normalize_planar_`` then ``from_planar``, bit for bit, in one
+    pass over the output instead of three)."""
+    c, t, h, w = x.shape
+    out = torch.empty((t, c, h, w), dtype=x.dtype)
+    if gray:
+        luma = _SCRATCH.get("luma", t, h, w)
+        torch.mul(x[0], _LUMA[0], out=luma)
+        term = _SCRATCH.get("luma_term", t, h, w)
+        luma.add_(torch.mul(x[1], _LUMA[1], out=term)).add_(torch.mul(x[2], _LUMA[2], out=term))
+        x = luma.unsqueeze(0).expand(c, t, h, w)
+    if frame_order is None:
+        for channel, m, s in zip(range(c), mean, std):
+            torch.sub(x[channel], torch.tensor(m, dtype=x.dtype), out=out[:, channel]).div_(
+                torch.tensor(s, dtype=x.dtype))
+        return out
+    means = torch.tensor(mean, dtype=x.dtype).view(c, 1, 1)
+    stds = torch.tensor(std, dtype=x.dtype).view(c, 1, 1)
+    for position, frame in enumerate(frame_order.tolist()):
+        torch.sub(x[:, position], means, out=out[frame]).div_(stds)
+    return out
 
 
 def normalize_planar_(x: torch.Tensor, mean, std) -> None:

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from datasets.color import HUE, draw_jitter, from_planar, jitter_planar_, to_planar
+from datasets.color import (HUE, draw_jitter, from_planar, grayscale_planar_, jitter_planar_,
+                            normalize_planar_, normalized_frames, to_planar)
 from datasets.transforms import (IMAGENET_MEAN, IMAGENET_STD, color_jitter_clip,
                                  random_resized_crop_box, resize_size, train_transform)
 from datasets.video_dataset import item_generator
@@ -147,3 +148,19 @@ def test_train_transform_scratch_buffer_does_not_leak_between_clips():
     kept = first.clone()
     train_transform(frames.flip(1), cfg, item_generator(0, 0, 2), IMAGENET_MEAN, IMAGENET_STD)
     assert torch.equal(first, kept)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+@pytest.mark.parametrize("ordered", [False, True])
+def test_normalized_frames_is_grayscale_normalize_from_planar_bit_for_bit(gray, ordered):
+    clip = (_test_clip(5, t=6) * 255).round().to(torch.uint8)
+    order = torch.tensor([4, 0, 5, 2, 1, 3]) if ordered else None
+    planar = to_planar(clip, order)
+    expected = planar.clone()
+    if gray:
+        grayscale_planar_(expected)
+    normalize_planar_(expected, IMAGENET_MEAN, IMAGENET_STD)
+    expected = from_planar(expected, order)
+    got = normalized_frames(planar, IMAGENET_MEAN, IMAGENET_STD, order, gray)
+    assert got.shape == (6, 3, 24, 24) and got.is_contiguous()
+    assert torch.equal(got, expected)
