@@ -19,7 +19,7 @@ tests/unit/datasets/test_datasets_color.py compares with torchvision frame by fr
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,23 +36,29 @@ class JitterDraw:
     contrast, saturation factors; hue shift in turns), ``orders`` (T, 4) each frame's op order."""
     factors: torch.Tensor
     orders: torch.Tensor
+    _order: list = field(default=None, init=False, repr=False, compare=False)
 
     def frame_order(self) -> torch.Tensor:
         """Frames sorted (stably) by the step at which they change hue (a Python sort: a few
         frames, where a tensor sort costs more to set up than to run)."""
-        hue_step = [order.index(HUE) for order in self.orders.tolist()]
-        return torch.tensor(sorted(range(len(hue_step)), key=hue_step.__getitem__))
+        return torch.tensor(self._frame_order())
+
+    def _frame_order(self) -> list:
+        if self._order is None:
+            hue_step = [order.index(HUE) for order in self.orders.tolist()]
+            self._order = sorted(range(len(hue_step)), key=hue_step.__getitem__)
+        return self._order
 
 
 def draw_jitter(num_frames: int, generator: torch.Generator, brightness=0.4, contrast=0.4,
                 saturation=0.2, hue=0.1) -> JitterDraw:
     """Per-frame factors (uniform in [1 - b, 1 + b], ..., [-hue, hue]) then one op order per
     frame, drawn from ``generator`` in that order."""
-    ranges = [(1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast),
-              (1 - saturation, 1 + saturation), (-hue, hue)]
-    factors = torch.stack([lo + (hi - lo) * torch.rand(num_frames, generator=generator,
-                                                       dtype=torch.float64)
-                           for lo, hi in ranges], 1).to(torch.float32)
+    ranges = torch.tensor([(1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast),
+                           (1 - saturation, 1 + saturation), (-hue, hue)], dtype=torch.float64)
+    uniform = torch.stack([torch.rand(num_frames, generator=generator, dtype=torch.float64)
+                           for _ in range(4)], 1)  # one draw per op, in op order
+    factors = (ranges[:, 0] + (ranges[:, 1] - ranges[:, 0]) * uniform).to(torch.float32)
     orders = torch.stack([torch.randperm(4, generator=generator) for _ in range(num_frames)])
     return JitterDraw(factors, orders)
 
@@ -67,15 +73,21 @@ class _Scratch(threading.local):
 
     def __init__(self):
         self.buffers: dict[str, torch.Tensor] = {}
+        self.views: dict[tuple, torch.Tensor] = {}  # (name, shape) -> view of the buffer
 
     def get(self, name: str, *shape: int) -> torch.Tensor:
+        view = self.views.get((name, shape))
+        if view is not None:
+            return view
         numel = 1
         for size in shape:
             numel *= size
         buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < numel:
             buffer = self.buffers[name] = torch.empty(numel, dtype=torch.float32)
-        return buffer[:numel].view(shape)
+            self.views = {key: v for key, v in self.views.items() if key[0] != name}
+        view = self.views[(name, shape)] = buffer[:numel].view(shape)
+        return view
 
 
 _SCRATCH = _Scratch()
@@ -138,16 +150,17 @@ def _blend_frame_(x: torch.Tensor, op: int, factor: float, gray: torch.Tensor) -
         offset = rest * sum(w * m for w, m in zip(_LUMA, means))
         torch.add(torch.tensor(offset, dtype=x.dtype), x, alpha=factor, out=x)
     else:  # SATURATION
-        torch.mul(x[0], rest * _LUMA[0], out=gray)
-        gray.add_(x[1], alpha=rest * _LUMA[1]).add_(x[2], alpha=rest * _LUMA[2])
+        r, g, b = x.unbind(0)
+        torch.mul(r, rest * _LUMA[0], out=gray)
+        gray.add_(g, alpha=rest * _LUMA[1]).add_(b, alpha=rest * _LUMA[2])
         torch.add(gray, x, alpha=factor, out=x)
     if factor > 1.0:
         x.clamp_(0.0, 1.0)
 
 
-def _shift_hue_(x: torch.Tensor, shift: torch.Tensor) -> None:
-    """Rotate the HSV hue of every pixel of planar ``x`` (3, N, H, W) by ``shift`` (N,) turns,
-    keeping saturation and value.
+def _shift_hue_(x: torch.Tensor, shift: list) -> None:
+    """Rotate the HSV hue of every pixel of planar ``x`` (3, N, H, W) by ``shift`` (N floats)
+    turns, keeping saturation and value.
 
     In sextants (6 per turn) the hue is h = 2k + n / chroma, k = 0, 1, 2 for the channel holding
     the maximum (ties go to R, then G, as torchvision) and n its numerator g - b, b - r or r - g.
@@ -172,17 +185,18 @@ def _shift_hue_(x: torch.Tensor, shift: torch.Tensor) -> None:
     torch.addcmul(gb, not_r, torch.sub(br, gb, out=q), out=q)
     torch.addcmul(q, b_max, torch.add(gb, br, alpha=2.0, out=gb), value=-1.0, out=q)
     # q = n / chroma + 6 shift (grey pixels: n = 0; their value stays the maximum whatever q)
-    torch.addcdiv(shift.view(-1, 1, 1).to(x.dtype) * 6.0, q,
+    torch.addcdiv(torch.tensor([6.0 * v for v in shift], dtype=x.dtype).view(n, 1, 1), q,
                   torch.clamp_min(chroma, torch.finfo(x.dtype).tiny, out=br), out=q)
     # u_c = q + 2(k - c): R: q + 2 not_r - 4 b_max; G: that + 6 b_max - 2; B: q - 4 not_r +
     # 2 b_max + 2
+    u_r, u_g, u_b = u.unbind(0)
     torch.add(q, not_r, alpha=2.0, out=gb)
-    torch.add(gb, b_max, alpha=-4.0, out=u[0])
-    torch.add(gb, b_max, alpha=2.0, out=u[1])
-    torch.add(u[1], not_r, alpha=-6.0, out=u[2])
-    u[1].sub_(2.0)
-    u[2].add_(2.0)
-    if float(shift.abs().max()) > 1.0 / 6.0:
+    torch.add(gb, b_max, alpha=-4.0, out=u_r)
+    torch.add(gb, b_max, alpha=2.0, out=u_g)
+    torch.add(u_g, not_r, alpha=-6.0, out=u_b)
+    u_g.sub_(2.0)
+    u_b.add_(2.0)
+    if max(abs(v) for v in shift) > 1.0 / 6.0:
         u.sub_(torch.mul(u, 1.0 / 6.0, out=_SCRATCH.get("hue_fold", 3, n, h, w)).round_(),
                alpha=6.0)
     u.abs_().clamp_(1.0, 2.0)
@@ -194,19 +208,22 @@ def jitter_planar_(x: torch.Tensor, draw: JitterDraw) -> None:
     ``draw.frame_order()`` (``to_planar(clip, draw.frame_order())``): in each of the four steps
     the frames that change hue are one block, shifted together; the others blend frame by
     frame (one op each, only the clamps it needs)."""
-    order = draw.frame_order()
-    factors, orders = draw.factors[order], draw.orders[order]
-    ops, values = orders.tolist(), factors.tolist()
+    order = draw._frame_order()
+    all_ops, all_values = draw.orders.tolist(), draw.factors.tolist()
+    ops, values = [all_ops[i] for i in order], [all_values[i] for i in order]
+    frames = x.unbind(1)
     gray = _SCRATCH.get("gray", *x.shape[2:])
     for step in range(4):
-        hue_frames = [i for i, frame_ops in enumerate(ops) if frame_ops[step] == HUE]
+        hue_frames = []
         for i, frame_ops in enumerate(ops):
             op = frame_ops[step]
-            if op != HUE:
-                _blend_frame_(x[:, i], op, values[i][op], gray)
+            if op == HUE:
+                hue_frames.append(i)
+            else:
+                _blend_frame_(frames[i], op, values[i][op], gray)
         if hue_frames:  # contiguous: frames are sorted by the step at which they change hue
             start, stop = hue_frames[0], hue_frames[-1] + 1
-            _shift_hue_(x[:, start:stop], factors[start:stop, HUE])
+            _shift_hue_(x[:, start:stop], [values[i][HUE] for i in hue_frames])
 
 
 def grayscale_planar_(x: torch.Tensor) -> None:
@@ -235,8 +252,9 @@ def normalized_frames(x: torch.Tensor, mean, std, frame_order: torch.Tensor | No
         return out
     means = torch.tensor(mean, dtype=x.dtype).view(c, 1, 1)
     stds = torch.tensor(std, dtype=x.dtype).view(c, 1, 1)
+    sources, targets = x.unbind(1), out.unbind(0)
     for position, frame in enumerate(frame_order.tolist()):
-        torch.sub(x[:, position], means, out=out[frame]).div_(stds)
+        torch.sub(sources[position], means, out=targets[frame]).div_(stds)
     return out
 
 
