@@ -3,9 +3,11 @@
 The clip is converted once from uint8 (T, 3, H, W) to a planar float buffer (3, T, H, W) in
 [0, 1]: every colour op then works in place on contiguous channel planes (r, g, b each
 (T, H, W), or one frame's (H, W)), and normalisation writes the final (T, 3, H, W) layout back.
-No pixel op loops over pixels in Python and none uses a data-dependent select (``torch.where``, masked writes): with a random mask such a select cost
-about 100x an add of the same size on the 2-core development CPU (8 ms against 0.08 ms for 400k
-floats; branch mispredictions), so every choice is made with arithmetic.
+No pixel op uses a data-dependent select (``torch.where``, masked writes): with a random mask
+such a select cost about 100x an add of the same size on the 2-core development CPU (8 ms
+against 0.08 ms for 400k floats; branch mispredictions), so every choice is made with
+arithmetic. Each torch call also costs several microseconds on that CPU, so the ops are few and
+whole-plane.
 
 Colour jitter keeps the reference's per-frame re-draw (torchvision ColorJitter called frame by
 frame): each frame has its own brightness, contrast, saturation and hue factors and its own op
@@ -14,7 +16,8 @@ the hue frames are one contiguous block, shifted together; every other frame ble
 (brightness, contrast or saturation: one or two passes over the frame, a clamp only where the
 factor exceeds 1). The result equals applying torchvision's ops frame by frame up to float
 rounding (|diff| <= 1e-5 on [0, 1] values, 2.4e-6 measured;
-tests/unit/datasets/test_datasets_color.py compares with torchvision frame by frame), with the same random draws in the same order.
+tests/unit/datasets/test_datasets_color.py compares with torchvision frame by frame), with the
+same random draws in the same order.
 """
 from __future__ import annotations
 
