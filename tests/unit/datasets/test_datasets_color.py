@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from datasets.color import (HUE, draw_jitter, from_planar, grayscale_planar_, jitter_planar_,
-                            normalize_planar_, normalized_frames, to_planar)
+from datasets.color import (HUE, JitterDraw, draw_jitter, from_planar, grayscale_planar_,
+                            jitter_planar_, normalize_planar_, normalized_frames, to_planar)
 from datasets.transforms import (IMAGENET_MEAN, IMAGENET_STD, color_jitter_clip,
                                  random_resized_crop_box, resize_size, train_transform)
 from datasets.video_dataset import item_generator
@@ -164,3 +164,22 @@ def test_normalized_frames_is_grayscale_normalize_from_planar_bit_for_bit(gray, 
     got = normalized_frames(planar, IMAGENET_MEAN, IMAGENET_STD, order, gray)
     assert got.shape == (6, 3, 24, 24) and got.is_contiguous()
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_chains_of_blends_without_clamps_run_as_one_pass_and_equal_torchvision(seed):
+    """Factors at most 1 never clamp, so a frame's consecutive blends fuse into one affine pass
+    (datasets/color.py _blend_run_); chains ending in a factor above 1 clamp once at the end."""
+    g = _gen(seed)
+    clip = _test_clip(seed, t=8, size=32)
+    low = 0.6 + 0.39 * torch.rand(8, 4, generator=g)  # every blend factor below 1
+    factors = low if seed % 2 == 0 else torch.where(torch.rand(8, 4, generator=g) < 0.3,
+                                                    low + 0.7, low)
+    factors[:, HUE] = 0.2 * torch.rand(8, generator=g) - 0.1
+    orders = torch.stack([torch.randperm(4, generator=g) for _ in range(8)])
+    draw = JitterDraw(factors, orders)
+    expected = _torchvision_jitter(clip, factors, orders)
+    order = draw.frame_order()
+    planar = to_planar((clip * 255).round().to(torch.uint8), order)
+    jitter_planar_(planar, draw)
+    assert (from_planar(planar, order) - expected).abs().max().item() <= TOLERANCE
