@@ -1,25 +1,48 @@
-"""Loader throughput: decoded + augmented clips per second in one worker process.
+"""Loader speed in one worker: where a training clip's time goes, all variants in one run.
 
-Generates two H.264 test videos with PyAV in a temporary folder (short side 340 at 604x340 and
-1280x720; 10 s at 25 fps, x264 veryfast with B-frames, keyframe every 2 s), then times the
-training item pipeline (segment sampling of 8 frames over the whole video as the reference, or a
-dense clip of 8 frames 8 apart; decode, short-side resize, random resized crop to 224, flip,
-colour jitter, grayscale, normalise) in the current process with one intra-op thread, for decord
-and PyAV.
+    python -m datasets.benchmark [--num-iters 30] [--baseline REV] [--json out.json]
+    python -m datasets.benchmark --ops [--baseline REV]       # augmentation per operator
+    python tools/benchmark.py --loader [--loader-baseline REV] # the same harness
 
-    python -m datasets.benchmark [--num-iters 20] [--json out.json]
+Videos: generated H.264 files (``make_benchmark_video``: 604x340 "340p" and 1280x720 "720p", or
+any ``WxH``; 10 s at 25 fps, x264 veryfast with B-frames, a keyframe every 2 s). Clips: the
+training item pipeline with the released configs' settings (``benchmark_settings``: 8 frames,
+224 crop, segment sampling of 8 frames over the whole video or dense sampling of 8 frames 8
+apart; short-side resize, random resized crop, flip, colour jitter 0.8, grayscale 0.2,
+normalisation). One intra-op thread, as in a DataLoader worker.
 
-``run_loader_benchmark(args)`` is what ``tools/benchmark.py --loader`` calls; ``args`` may lack any
-attribute (defaults below). ``args.cfg`` may carry a full config tree; without it the pipeline
-runs with ``benchmark_settings()``: the released configs' training augmentation.
+Variants: decode with each decoder (decord, PyAV), augment the PyAV frames (``train_transform``)
+and, with ``--baseline REV``, PyAV decoding and augmentation from the ``datasets`` package at that
+git revision (``git archive``, imported as ``datasets_baseline``). For every clip index each
+variant runs once, in an order that rotates from clip to clip, so all of them see the same
+machine load. Reported per video and sampling: the median milliseconds per clip of every variant,
+wall clock and process CPU time (the steadier one on a shared machine), and ratios computed from
+those medians (augmentation / PyAV decode, decord / PyAV, clips/s per worker, baseline speed-ups);
+with the machine (CPU count and model, load average before and after, library versions).
+
+``--ops``: self CPU time per clip of the augmentation's operators (torch.profiler), current code
+and baseline, on PyAV clips of the first video and sampling.
+
+``run_loader_benchmark(args)`` is the entry point (``tools/benchmark.py --loader`` calls it);
+``args`` may lack any attribute (defaults as the command line). ``args.cfg`` may carry a full
+config tree; without it the pipeline runs with ``benchmark_settings()``.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
+from io import BytesIO
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,13 +50,18 @@ import torch
 
 from .fileio import atomic_write_text
 
-__all__ = ["run_loader_benchmark", "make_benchmark_video", "benchmark_settings", "main"]
+__all__ = ["run_loader_benchmark", "make_benchmark_video", "benchmark_settings", "machine_info",
+           "profile_video", "profile_ops", "ratios", "baseline_package", "main"]
 
-RESOLUTIONS = {"340p": (340, 604), "720p": (720, 1280)}
+RESOLUTIONS = {"340p": (340, 604), "720p": (720, 1280)}  # name -> (height, width)
+DECODERS = ("decord", "pyav")
+SAMPLINGS = ("segment", "dense")
+VIDEO_SECONDS = 10.0
+BASELINE_NAME = "datasets_baseline"
 
 
-def make_benchmark_video(path: str, height: int, width: int, seconds: float = 10.0, fps: int = 25,
-                         gop: int = 50) -> None:
+def make_benchmark_video(path: str, height: int, width: int, seconds: float = VIDEO_SECONDS,
+                         fps: int = 25, gop: int = 50) -> None:
     """A textured, moving H.264 clip (libx264 veryfast, crf 23, yuv420p)."""
     import av
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -66,69 +94,293 @@ def benchmark_settings() -> SimpleNamespace:
     return SimpleNamespace(DATA=data, AUG=aug)
 
 
-def _time_pipeline(path: str, decoder: str, cfg, num_iters: int, sampling: str) -> float:
-    from .decoding import load_frames
+def video_size(name: str) -> tuple[int, int]:
+    """(height, width) of a video name: a key of ``RESOLUTIONS`` or ``WxH``."""
+    if name in RESOLUTIONS:
+        return RESOLUTIONS[name]
+    match = re.fullmatch(r"(\d+)x(\d+)", name)
+    if not match:
+        raise ValueError(f"unknown video {name!r}: use one of {sorted(RESOLUTIONS)} or WxH")
+    return int(match.group(2)), int(match.group(1))
+
+
+# ------------------------------------------------------------------------------------------------
+# The machine and the baseline
+# ------------------------------------------------------------------------------------------------
+def _version(module: str) -> str:
+    try:
+        return str(importlib.import_module(module).__version__)
+    except Exception:  # not installed, or no version
+        return "-"
+
+
+def machine_info() -> dict:
+    """CPU count and model, load average, Python and library versions (for the results table)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
+    return {"nproc": usable, "cpu_count": os.cpu_count(), "cpu_model": model,
+            "load_average": load, "python": platform.python_version(),
+            "torch": torch.__version__, "av": _version("av"), "decord": _version("decord"),
+            "numpy": np.__version__}
+
+
+def baseline_package(revision: str, folder: str) -> SimpleNamespace:
+    """``datasets`` as of git ``revision`` (``git archive`` into ``folder``), imported as
+    ``datasets_baseline``: its ``decoding`` and ``transforms`` modules."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        archive = subprocess.run(["git", "archive", "--format=tar", revision, "datasets"],
+                                 cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        raise ValueError(f"--baseline {revision}: git archive failed in {root} (a git checkout "
+                         f"is needed): {detail.decode(errors='replace').strip() or err}") from err
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    os.rename(os.path.join(folder, "datasets"), os.path.join(folder, BASELINE_NAME))
+    for name in [m for m in sys.modules if m.split(".")[0] == BASELINE_NAME]:
+        del sys.modules[name]  # an earlier call's revision
+    sys.path.insert(0, folder)
+    try:
+        return SimpleNamespace(decoding=importlib.import_module(f"{BASELINE_NAME}.decoding"),
+                               transforms=importlib.import_module(f"{BASELINE_NAME}.transforms"))
+    finally:
+        sys.path.remove(folder)
+
+
+# ------------------------------------------------------------------------------------------------
+# Measuring
+# ------------------------------------------------------------------------------------------------
+def _index_fn(sampling: str, cfg, generator: torch.Generator, seen: dict | None = None):
     from .sampling import sample_dense_indices, sample_segment_indices
+
+    def index_fn(n):
+        if seen is not None:
+            seen["n"] = n
+        if sampling == "segment":
+            return sample_segment_indices(n, cfg.DATA.NUM_FRAMES, cfg.AUG.FRAME_INTERVAL,
+                                          generator)
+        if sampling == "dense":
+            return sample_dense_indices(n, cfg.DATA.NUM_FRAMES, cfg.DATA.FRAME_INTERVAL,
+                                        generator)
+        raise ValueError(f"unknown sampling {sampling!r}: use one of {SAMPLINGS}")
+    return index_fn
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
+
+
+def profile_video(path: str, sampling: str, cfg, num_iters: int, decoders=DECODERS,
+                  baseline=None) -> dict:
+    """Median wall / CPU ms per clip of every variant on one video, interleaved clip by clip:
+    ``decode_<decoder>`` for each decoder, ``augment`` (of the PyAV frames, or the first
+    decoder's without PyAV), and with ``baseline`` ``decode_pyav_baseline``, ``augment_baseline``.
+    """
+    from .decoding import load_frames
     from .transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
     from .video_dataset import item_generator
+    variants = {f"decode_{d}": (load_frames, d) for d in decoders}
+    augmenters = {"augment": train_transform}
+    if baseline is not None:
+        variants["decode_pyav_baseline"] = (baseline.decoding.load_frames, "pyav")
+        augmenters["augment_baseline"] = baseline.transforms.train_transform
+    source = "decode_pyav" if "pyav" in decoders else f"decode_{decoders[0]}"
+    variants.update({name: None for name in augmenters})
+    names = list(variants)
+    times = {name: {"wall": [], "cpu": []} for name in names}
 
-    def one(i):
-        gen = item_generator(0, 0, i)
-        if sampling == "segment":
-            index_fn = lambda n: sample_segment_indices(  # noqa: E731
-                n, cfg.DATA.NUM_FRAMES, cfg.AUG.FRAME_INTERVAL, gen)
-        else:
-            index_fn = lambda n: sample_dense_indices(  # noqa: E731
-                n, cfg.DATA.NUM_FRAMES, cfg.DATA.FRAME_INTERVAL, gen)
-        frames = load_frames(path, index_fn, decoder)
-        train_transform(torch.from_numpy(frames), cfg, gen, IMAGENET_MEAN, IMAGENET_STD)
+    def decode(name, index, seen=None):
+        loader, decoder = variants[name]
+        index_fn = _index_fn(sampling, cfg, item_generator(0, 0, index), seen)
+        return torch.from_numpy(loader(path, index_fn, decoder))
 
-    one(10 ** 6)  # warm-up (imports, file cache)
-    start = time.perf_counter()
-    for i in range(num_iters):
-        one(i)
-    return num_iters / (time.perf_counter() - start)
+    def augment(name, index, frames, n):
+        generator = item_generator(0, 0, index)
+        _index_fn(sampling, cfg, generator)(n)  # the item draws its frames first, then augments
+        return augmenters[name](frames, cfg, generator, IMAGENET_MEAN, IMAGENET_STD)
+
+    for step in range(-1, num_iters):  # step -1: warm-up (imports, file cache), not recorded
+        index = step + 1000 if step < 0 else step
+        shift = max(step, 0) % len(names)
+        frames, seen = None, {}
+        for name in names[shift:] + names[:shift]:
+            if name in augmenters:
+                if frames is None:
+                    frames = decode(source, index, seen)
+                _, wall, cpu = _timed(lambda: augment(name, index, frames, seen["n"]))
+            elif name == source:
+                frames, wall, cpu = _timed(lambda: decode(name, index, seen))
+            else:
+                _, wall, cpu = _timed(lambda: decode(name, index))
+            if step >= 0:
+                times[name]["wall"].append(wall)
+                times[name]["cpu"].append(cpu)
+    return {name: {clock: round(statistics.median(values), 2) for clock, values in t.items()}
+            for name, t in times.items()}
+
+
+def ratios(medians: dict, clock: str) -> dict:
+    """Ratios of ``profile_video``'s medians for one clock ("wall" or "cpu")."""
+    m = {name: values[clock] for name, values in medians.items()}
+    out = {}
+    decoders = [name[len("decode_"):] for name in m
+                if name.startswith("decode_") and not name.endswith("_baseline")]
+    for d in decoders:
+        out[f"{d}_clips_per_s"] = 1e3 / (m[f"decode_{d}"] + m["augment"])
+    if "decode_pyav" in m:
+        out["augment_over_pyav_decode"] = m["augment"] / m["decode_pyav"]
+        if "decode_decord" in m:
+            out["decord_over_pyav_decode"] = m["decode_decord"] / m["decode_pyav"]
+            out["decord_over_pyav_pipeline"] = ((m["decode_decord"] + m["augment"])
+                                                / (m["decode_pyav"] + m["augment"]))
+    if "augment_baseline" in m:
+        out["augment_speedup_vs_baseline"] = m["augment_baseline"] / m["augment"]
+        out["baseline_augment_over_pyav_decode"] = m["augment_baseline"] / m["decode_pyav_baseline"]
+        if "decode_pyav" in m:
+            out["pyav_decode_speedup_vs_baseline"] = m["decode_pyav_baseline"] / m["decode_pyav"]
+            out["pipeline_speedup_vs_baseline"] = (
+                (m["decode_pyav_baseline"] + m["augment_baseline"])
+                / (m["decode_pyav"] + m["augment"]))
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def profile_ops(path: str, sampling: str, cfg, num_iters: int, baseline=None,
+                top: int = 12) -> dict:
+    """Self CPU ms per clip of the augmentation's operators (torch.profiler), current code and
+    ``baseline``, on PyAV-decoded clips of ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from .decoding import load_frames
+    from .transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+    from .video_dataset import item_generator
+    variants = {"augment": train_transform}
+    if baseline is not None:
+        variants["augment_baseline"] = baseline.transforms.train_transform
+    seen = {}
+    clips = [torch.from_numpy(load_frames(path, _index_fn(sampling, cfg, item_generator(0, 0, i),
+                                                          seen), "pyav"))
+             for i in range(num_iters)]
+    out = {}
+    for name, transform in variants.items():
+        def run():
+            for i, frames in enumerate(clips):
+                generator = item_generator(0, 0, i)
+                _index_fn(sampling, cfg, generator)(seen["n"])
+                transform(frames, cfg, generator, IMAGENET_MEAN, IMAGENET_STD)
+        run()  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in rows) / 1e3 / num_iters
+        out[name] = {"total_ms": round(total, 2), "ops": [
+            {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3 / num_iters, 3),
+             "calls": round(e.count / num_iters, 1)} for e in rows[:top]]}
+        print(f"{name}: {total:.1f} ms self CPU per clip (profiled)")
+        for row in out[name]["ops"]:
+            print(f"    {row['op']:<32} {row['self_ms']:8.2f} ms  {row['calls']:6.1f} calls")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry points
+# ------------------------------------------------------------------------------------------------
+def _machine_line(info: dict) -> str:
+    return (f"machine: nproc {info['nproc']}, {info['cpu_model']}, load average "
+            f"{' '.join(map(str, info['load_average']))}; python {info['python']}, torch "
+            f"{info['torch']}, av {info['av']}, decord {info['decord']}; 1 intra-op thread")
 
 
 def run_loader_benchmark(args=None) -> dict:
-    """Clips/s per worker for each resolution and decoder; writes ``args.json`` if set."""
-    num_iters = int(getattr(args, "num_iters", None) or 20)
-    decoders = getattr(args, "decoders", None) or ("decord", "pyav")
-    samplings = getattr(args, "samplings", None) or ("segment", "dense")
+    """Run the harness (see the module docstring); writes ``args.json`` if set. Returns
+    ``{"machine", "num_iters", "baseline", "decoders", "cells": {"VIDEO/SAMPLING": {"ms",
+    "wall", "cpu"}}}`` (``"ops"`` instead of cells with ``args.ops``)."""
+    num_iters = int(getattr(args, "num_iters", None) or 30)
+    decoders = tuple(getattr(args, "decoders", None) or DECODERS)
+    samplings = tuple(getattr(args, "samplings", None) or SAMPLINGS)
+    videos = tuple(getattr(args, "videos", None) or RESOLUTIONS)
+    revision = getattr(args, "baseline", None) or ""
+    ops = bool(getattr(args, "ops", False))
+    seconds = float(getattr(args, "seconds", None) or VIDEO_SECONDS)
     out_json = getattr(args, "json", None) or ""
     cfg = getattr(args, "cfg", None) or benchmark_settings()
+    sizes = {video: video_size(video) for video in videos}
+    for decoder in decoders:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}: use one of {DECODERS}")
+    if revision and "pyav" not in decoders:
+        raise ValueError("--baseline compares PyAV decoding: keep pyav among the decoders")
+    results = {"machine": machine_info(), "num_iters": num_iters, "baseline": revision,
+               "decoders": list(decoders)}
+    print(_machine_line(results["machine"]), flush=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker runs with one intra-op thread
-    frames, size = cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE
-    results = {"num_frames": frames, "input_size": size, "num_iters": num_iters,
-               "clips_per_s": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for name, (h, w) in RESOLUTIONS.items():
-                path = os.path.join(tmp, f"{name}.mp4")
-                make_benchmark_video(path, h, w)
+            baseline = (baseline_package(revision, os.path.join(tmp, "baseline"))
+                        if revision else None)
+            if ops:
+                path = os.path.join(tmp, f"{videos[0]}.mp4")
+                make_benchmark_video(path, *sizes[videos[0]], seconds=seconds)
+                results["ops"] = profile_ops(path, samplings[0], cfg, num_iters, baseline)
+            else:
+                results["cells"] = {}
+            for video in ([] if ops else videos):
+                path = os.path.join(tmp, f"{video}.mp4")
+                make_benchmark_video(path, *sizes[video], seconds=seconds)
                 for sampling in samplings:
-                    for decoder in decoders:
-                        rate = _time_pipeline(path, decoder, cfg, num_iters, sampling)
-                        results["clips_per_s"][f"{name}/{sampling}/{decoder}"] = round(rate, 2)
-                        print(f"loader {name:>5} {sampling:>7} {decoder:>6}: {rate:6.2f} "
-                              f"clips/s per worker ({frames} frames, {size} crop, train "
-                              f"augmentation)")
+                    medians = profile_video(path, sampling, cfg, num_iters, decoders, baseline)
+                    cell = {"ms": medians, "wall": ratios(medians, "wall"),
+                            "cpu": ratios(medians, "cpu")}
+                    results["cells"][f"{video}/{sampling}"] = cell
+                    print(f"{video} {sampling}: " + ", ".join(
+                        f"{name} {v['wall']:.1f} ms (cpu {v['cpu']:.1f})"
+                        for name, v in medians.items()), flush=True)
+                    print("    wall " + json.dumps(cell["wall"]) + "\n    cpu  "
+                          + json.dumps(cell["cpu"]), flush=True)
     finally:
         torch.set_num_threads(threads)
+    results["machine"]["load_average_after"] = machine_info()["load_average"]
+    print(f"load average after: {' '.join(map(str, results['machine']['load_average_after']))}")
     if out_json:
-        atomic_write_text(out_json, json.dumps(results, indent=1))
+        atomic_write_text(out_json, json.dumps(results, indent=1) + "\n")
     return results
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-iters", type=int, default=20, help="clips timed per setting")
-    parser.add_argument("--json", default="", help="write the numbers to this file")
-    parser.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
-    parser.add_argument("--samplings", nargs="+", default=["segment", "dense"])
-    return run_loader_benchmark(parser.parse_args(argv))
+    parser.add_argument("--num-iters", type=int, default=30, help="clips per video and sampling")
+    parser.add_argument("--baseline", default="",
+                        help="git revision whose datasets package runs alongside")
+    parser.add_argument("--videos", nargs="+", default=list(RESOLUTIONS),
+                        help=f"{' '.join(RESOLUTIONS)} or WxH")
+    parser.add_argument("--samplings", nargs="+", default=list(SAMPLINGS), choices=SAMPLINGS)
+    parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
+    parser.add_argument("--ops", action="store_true",
+                        help="profile the augmentation per operator instead (first video and "
+                             "sampling)")
+    parser.add_argument("--json", default="", help="write the results here")
+    args = parser.parse_args(argv)
+    for video in args.videos:
+        try:
+            video_size(video)
+        except ValueError as err:
+            parser.error(str(err))
+    return run_loader_benchmark(args)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,36 @@
 """Colour augmentation and normalisation of a training clip, on one planar float buffer.
 
 The clip is converted once from uint8 (T, 3, H, W) to a planar float buffer (3, T, H, W) in
-[0, 1]: every colour op then works in place on whole, contiguous channel planes (r, g, b each
-(T, H, W)), and normalisation writes the final (T, 3, H, W) layout back. No pixel op loops over
-frames in Python (only the per-frame random draws do, to keep their order) and none uses a
-data-dependent select (``torch.where``, masked writes): with a random mask such a select cost
-about 100x an add of the same size on the 2-core development CPU (8 ms against 0.08 ms for 400k
-floats; branch mispredictions), so every choice is made with arithmetic.
+[0, 1]: every colour op then works in place on contiguous channel planes (r, g, b each
+(T, H, W), or one frame's (H, W)), and normalisation writes the final (T, 3, H, W) layout back.
+No pixel op uses a data-dependent select (``torch.where``, masked writes): with a random mask
+such a select cost about 100x an add of the same size on the 2-core development CPU (8 ms
+against 0.08 ms for 400k floats; branch mispredictions), so every choice is made with
+arithmetic. Each torch call also costs several microseconds on that CPU, so the ops are few and
+whole-plane.
 
 Colour jitter keeps the reference's per-frame re-draw (torchvision ColorJitter called frame by
 frame): each frame has its own brightness, contrast, saturation and hue factors and its own op
-order. The four steps run over all frames at once (step s applies every frame's s-th op); frames
-are sorted by the step at which they change hue, so that in each step the hue frames are one
-contiguous block and the blend ops run on the others. The result equals applying torchvision's
-ops frame by frame up to float rounding (|diff| <= 1e-5 on [0, 1] values, 2e-6 measured;
-tests/unit/datasets/test_datasets_color.py compares with torchvision frame by frame), with the same random
-draws in the same order.
+order. Frames are sorted by the step at which they change hue, so that in each of the four steps
+the hue frames are one contiguous block, shifted together; around it every frame blends on its
+own (brightness, contrast, saturation), consecutive blends whose factors are at most 1 fused
+into one pass (no clamp acts there), a clamp only after a factor above 1. The result equals applying torchvision's ops frame by frame up to float
+rounding (|diff| <= 1e-5 on [0, 1] values, 2.4e-6 measured;
+tests/unit/datasets/test_datasets_color.py compares with torchvision frame by frame), with the
+same random draws in the same order.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 __all__ = ["JitterDraw", "draw_jitter", "to_planar", "from_planar", "jitter_planar_",
-           "grayscale_planar_", "normalize_planar_"]
+           "grayscale_planar_", "normalize_planar_", "normalized_frames"]
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3  # op ids in a frame's order
 _LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601, torchvision's rgb_to_grayscale weights
-_HUE_CHANNEL_OFFSETS = (3.0, 1.0, -1.0)  # n - 2 for HSV -> RGB's n = 5, 3, 1 (R, G, B)
 
 
 @dataclass
@@ -38,23 +39,29 @@ class JitterDraw:
     contrast, saturation factors; hue shift in turns), ``orders`` (T, 4) each frame's op order."""
     factors: torch.Tensor
     orders: torch.Tensor
+    _order: list = field(default=None, init=False, repr=False, compare=False)
 
     def frame_order(self) -> torch.Tensor:
         """Frames sorted (stably) by the step at which they change hue (a Python sort: a few
         frames, where a tensor sort costs more to set up than to run)."""
-        hue_step = [order.index(HUE) for order in self.orders.tolist()]
-        return torch.tensor(sorted(range(len(hue_step)), key=hue_step.__getitem__))
+        return torch.tensor(self._frame_order())
+
+    def _frame_order(self) -> list:
+        if self._order is None:
+            hue_step = [order.index(HUE) for order in self.orders.tolist()]
+            self._order = sorted(range(len(hue_step)), key=hue_step.__getitem__)
+        return self._order
 
 
 def draw_jitter(num_frames: int, generator: torch.Generator, brightness=0.4, contrast=0.4,
                 saturation=0.2, hue=0.1) -> JitterDraw:
     """Per-frame factors (uniform in [1 - b, 1 + b], ..., [-hue, hue]) then one op order per
     frame, drawn from ``generator`` in that order."""
-    ranges = [(1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast),
-              (1 - saturation, 1 + saturation), (-hue, hue)]
-    factors = torch.stack([lo + (hi - lo) * torch.rand(num_frames, generator=generator,
-                                                       dtype=torch.float64)
-                           for lo, hi in ranges], 1).to(torch.float32)
+    ranges = torch.tensor([(1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast),
+                           (1 - saturation, 1 + saturation), (-hue, hue)], dtype=torch.float64)
+    uniform = torch.stack([torch.rand(num_frames, generator=generator, dtype=torch.float64)
+                           for _ in range(4)], 1)  # one draw per op, in op order
+    factors = (ranges[:, 0] + (ranges[:, 1] - ranges[:, 0]) * uniform).to(torch.float32)
     orders = torch.stack([torch.randperm(4, generator=generator) for _ in range(num_frames)])
     return JitterDraw(factors, orders)
 
@@ -69,15 +76,21 @@ class _Scratch(threading.local):
 
     def __init__(self):
         self.buffers: dict[str, torch.Tensor] = {}
+        self.views: dict[tuple, torch.Tensor] = {}  # (name, shape) -> view of the buffer
 
     def get(self, name: str, *shape: int) -> torch.Tensor:
+        view = self.views.get((name, shape))
+        if view is not None:
+            return view
         numel = 1
         for size in shape:
             numel *= size
         buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < numel:
             buffer = self.buffers[name] = torch.empty(numel, dtype=torch.float32)
-        return buffer[:numel].view(shape)
+            self.views = {key: v for key, v in self.views.items() if key[0] != name}
+        view = self.views[(name, shape)] = buffer[:numel].view(shape)
+        return view
 
 
 _SCRATCH = _Scratch()
@@ -122,95 +135,177 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return _LUMA[0] * x[0] + _LUMA[1] * x[1] + _LUMA[2] * x[2]
 
 
-def _mix_channels(x: torch.Tensor, weights, out: torch.Tensor) -> torch.Tensor:
-    """``out`` (K, N, H, W) = weights (K, 3) applied to the channel planes of ``x``: one matrix
-    product that reads the clip once (the luma inside the jitter; channel differences)."""
-    matrix = torch.tensor(weights, dtype=x.dtype)
-    torch.mm(matrix, x.reshape(3, -1), out=out.view(len(weights), -1))
-    return out
+def _blend_frame_(x: torch.Tensor, op: int, factor: float, gray: torch.Tensor) -> None:
+    """Brightness, contrast or saturation of one frame ``x`` (3, H, W), in place: torchvision's
+    blend f*x + (1 - f)*y clamped to [0, 1], against y = 0, the frame's mean luma or each pixel's
+    luma (``gray``: scratch (H, W)). With f <= 1 the blend is a convex combination of values in
+    [0, 1] and stays there (rounding included: every term is at most its exact bound), so only
+    f > 1 clamps. The mean luma is the luma of the channel means, (1 - f) is folded into the luma
+    weights: float32 rounding apart, torchvision's values."""
+    if op == BRIGHTNESS:
+        x.mul_(factor)
+        if factor > 1.0:
+            x.clamp_max_(1.0)  # x >= 0 stays so
+        return
+    rest = 1.0 - factor
+    if op == CONTRAST:
+        means = x.mean(dim=(1, 2)).tolist()
+        offset = rest * sum(w * m for w, m in zip(_LUMA, means))
+        torch.add(torch.tensor(offset, dtype=x.dtype), x, alpha=factor, out=x)
+    else:  # SATURATION
+        r, g, b = x.unbind(0)
+        torch.mul(r, rest * _LUMA[0], out=gray)
+        gray.add_(g, alpha=rest * _LUMA[1]).add_(b, alpha=rest * _LUMA[2])
+        torch.add(gray, x, alpha=factor, out=x)
+    if factor > 1.0:
+        x.clamp_(0.0, 1.0)
 
 
-def _blend_(x: torch.Tensor, factor: torch.Tensor, luma_weight: torch.Tensor,
-            mean_weight: torch.Tensor) -> None:
-    """Brightness, contrast or saturation, one op per frame: torchvision's blend f*x + (1 - f)*y
-    clamped to [0, 1], against y = 0, the frame's mean luma or the pixel's luma, all frames as
-    one blend: y*(1 - f) = luma*luma_weight + mean(luma)*mean_weight with per-frame weights
-    (1 - f for the op's y, 0 for the others; all 0 and f = 1 leave a frame unchanged)."""
-    n = x.shape[1]
-    if bool(luma_weight.any()) or bool(mean_weight.any()):
-        gray = _mix_channels(x, [_LUMA], _SCRATCH.get("gray", 1, *x.shape[1:]))[0]
-        offset = gray.mean(dim=(1, 2)).mul_(mean_weight)
-        gray.mul_(luma_weight.view(n, 1, 1)).add_(offset.view(n, 1, 1))
-        torch.addcmul(gray, x, factor.view(1, n, 1, 1), out=x)
-    else:
-        x.mul_(factor.view(1, n, 1, 1))
-    x.clamp_(0.0, 1.0)
+def _shift_hue_(x: torch.Tensor, shift: list) -> None:
+    """Rotate the HSV hue of every pixel of planar ``x`` (3, N, H, W) by ``shift`` (N floats)
+    turns, keeping saturation and value.
 
-
-# Rows: g - b, b - r, r - g, the hue sextant's numerator when R, G, B holds the maximum.
-_CHANNEL_DIFFERENCES = [[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]]
-
-
-def _shift_hue_(x: torch.Tensor, shift: torch.Tensor) -> None:
-    """Rotate the HSV hue of every pixel by ``shift`` (N,) turns, keeping saturation and value.
-
-    HSV -> RGB is f(n) = v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6 for
-    n = 5, 3, 1 (R, G, B). A hue rotation keeps v = max(R, G, B), min(R, G, B) and their
-    difference, the chroma v*s; with u = k - 2 folded into [-3, 3], each channel is
-    min + chroma * clamp(|u| - 1, 0, 1). The hue sextant 6h comes from the channel holding the
-    maximum (ties go to R, then G, as torchvision), found with ceil(max - channel), which is 0
-    exactly where the channel is the maximum (differences lie in [0, 1])."""
+    In sextants (6 per turn) the hue is h = 2k + n / chroma, k = 0, 1, 2 for the channel holding
+    the maximum (ties go to R, then G, as torchvision) and n its numerator g - b, b - r or r - g.
+    HSV -> RGB gives channel c the value min + chroma * clamp(2 - d_c, 0, 1), d_c the distance of
+    the rotated hue h' = h + 6 shift from the channel's peak 2c around the circle of 6. With
+    q = n / chroma + 6 shift, h' - 2c = q + 2(k - c), and 2(k - c) taken as 0, +2 or -2 (mod 6)
+    keeps |q + 2(k - c)| <= 4 while |6 shift| <= 1 (hue jitter up to 1/6 turn), where the plain
+    absolute value serves as the distance (from 3 to 4 both give 0); larger shifts fold it into
+    [-3, 3] first. The channel value is then max + chroma - chroma * clamp(|u_c|, 1, 2)."""
     n, h, w = x.shape[1:]
-    work = _SCRATCH.get("hue", 12, n, h, w)
-    maxc, minc, chroma, sextant, not_r, not_g = work[:6].unbind(0)
-    which_max, diffs = work[6:9], work[9:12]  # one-hot R, G, B max; g - b, b - r, r - g
+    work = _SCRATCH.get("hue", 9, n, h, w)
+    maxc, top, chroma, not_r, not_g, b_max, gb, br, q = work.unbind(0)
+    u = _SCRATCH.get("hue_u", 3, n, h, w)
     r, g, b = x.unbind(0)
-    torch.maximum(torch.maximum(g, b, out=maxc), r, out=maxc)
-    torch.minimum(torch.minimum(g, b, out=minc), r, out=minc)
-    torch.sub(maxc, minc, out=chroma)
-    torch.sub(maxc, x[:2], out=work[4:6]).ceil_()  # not_r, not_g: 1 where R (G) is not the max
-    b_max = torch.mul(not_r, not_g, out=which_max[2])
-    torch.sub(not_r, b_max, out=which_max[1])
-    torch.sub(1.0, not_r, out=which_max[0])
-    # 6h = (numerator of the max's sextant) / chroma + 0, 2 or 4 (R, G, B max) + 6 * shift
-    _mix_channels(x, _CHANNEL_DIFFERENCES, diffs).mul_(which_max)
-    torch.sum(diffs, dim=0, out=sextant)
-    sextant.div_(torch.clamp_min(chroma, torch.finfo(x.dtype).tiny, out=not_g))  # grey: 0
-    sextant.add_(not_r.add_(b_max), alpha=2.0).add_(shift.view(-1, 1, 1), alpha=6.0)
-    u = torch.add(sextant, _hue_offsets(x.dtype), out=diffs)
-    u.sub_(torch.mul(u, 1.0 / 6.0, out=which_max).round_(), alpha=6.0)  # fold into [-3, 3]
-    torch.addcmul(minc, u.abs_().sub_(1.0).clamp_(0.0, 1.0), chroma, out=x)
+    torch.maximum(torch.maximum(r, g, out=maxc), b, out=maxc)
+    torch.sub(maxc, torch.minimum(torch.minimum(r, g, out=top), b, out=top), out=chroma)
+    torch.gt(maxc, x[:2], out=work[3:5])  # not_r, not_g: 1 where R (G) is not the maximum
+    torch.mul(not_r, not_g, out=b_max)  # B is the maximum
+    # n = (g - b) + not_r * ((b - r) - (g - b)) - b_max * ((g - b) + 2 (b - r))
+    torch.sub(g, b, out=gb)
+    torch.sub(b, r, out=br)
+    torch.addcmul(gb, not_r, torch.sub(br, gb, out=q), out=q)
+    torch.addcmul(q, b_max, torch.add(gb, br, alpha=2.0, out=gb), value=-1.0, out=q)
+    # q = n / chroma + 6 shift (grey pixels: n = 0; their value stays the maximum whatever q)
+    torch.addcdiv(torch.tensor([6.0 * v for v in shift], dtype=x.dtype).view(n, 1, 1), q,
+                  torch.clamp_min(chroma, torch.finfo(x.dtype).tiny, out=br), out=q)
+    # u_c = q + 2(k - c): R: q + 2 not_r - 4 b_max; G: that + 6 b_max - 2; B: q - 4 not_r +
+    # 2 b_max + 2
+    u_r, u_g, u_b = u.unbind(0)
+    torch.add(q, not_r, alpha=2.0, out=gb)
+    torch.add(gb, b_max, alpha=-4.0, out=u_r)
+    torch.add(gb, b_max, alpha=2.0, out=u_g)
+    torch.add(u_g, not_r, alpha=-6.0, out=u_b)
+    u_g.sub_(2.0)
+    u_b.add_(2.0)
+    if max(abs(v) for v in shift) > 1.0 / 6.0:
+        u.sub_(torch.mul(u, 1.0 / 6.0, out=_SCRATCH.get("hue_fold", 3, n, h, w)).round_(),
+               alpha=6.0)
+    u.abs_().clamp_(1.0, 2.0)
+    torch.addcmul(torch.add(maxc, chroma, out=top), u, chroma, value=-1.0, out=x)
 
 
-def _hue_offsets(dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor(_HUE_CHANNEL_OFFSETS, dtype=dtype).view(3, 1, 1, 1)
+def _blend_run_(x: torch.Tensor, run: list, gray: torch.Tensor) -> None:
+    """A frame's consecutive blends ``run`` [(op, factor), ...] (no hue between them), in place.
+
+    Every blend maps the frame to a*x + b*luma(x) + c (per frame a, b, c; luma is linear), and so
+    does a chain of them as long as no clamp acts in between, which holds where the factors are
+    at most 1 (``_blend_frame_``): such a chain, up to and including the next op with a factor
+    above 1 (whose clamp then closes it), runs as one pass over the frame. The mean luma a
+    contrast step needs follows from the frame's before the chain."""
+    chain = []
+    for op, factor in run:
+        chain.append((op, factor))
+        if factor > 1.0:
+            _blend_chain_(x, chain, gray)
+            chain = []
+    if chain:
+        _blend_chain_(x, chain, gray)
+
+
+def _blend_chain_(x: torch.Tensor, chain: list, gray: torch.Tensor) -> None:
+    if len(chain) == 1:
+        _blend_frame_(x, chain[0][0], chain[0][1], gray)
+        return
+    luma_sum = sum(_LUMA)  # luma(a*x + b*luma(x) + c) = (a + b*luma_sum)*luma(x) + c*luma_sum
+    a, b, c, mean = 1.0, 0.0, 0.0, None
+    for op, factor in chain:
+        rest = 1.0 - factor
+        if op == BRIGHTNESS:
+            a, b, c = factor * a, factor * b, factor * c
+        elif op == CONTRAST:
+            if mean is None:  # mean luma of the frame before the chain
+                mean = sum(w * m for w, m in zip(_LUMA, x.mean(dim=(1, 2)).tolist()))
+            current_mean = (a + b * luma_sum) * mean + c * luma_sum
+            a, b, c = factor * a, factor * b, factor * c + rest * current_mean
+        else:  # SATURATION
+            a, b, c = (factor * a, factor * b + rest * (a + b * luma_sum),
+                       factor * c + rest * c * luma_sum)
+    if b != 0.0:
+        r, g, bl = x.unbind(0)
+        torch.mul(r, b * _LUMA[0], out=gray)
+        gray.add_(g, alpha=b * _LUMA[1]).add_(bl, alpha=b * _LUMA[2]).add_(c)
+        torch.add(gray, x, alpha=a, out=x)
+    else:
+        torch.add(torch.tensor(c, dtype=x.dtype), x, alpha=a, out=x)
+    if chain[-1][1] > 1.0:
+        x.clamp_(0.0, 1.0)
 
 
 def jitter_planar_(x: torch.Tensor, draw: JitterDraw) -> None:
     """Colour jitter of planar ``x`` (3, T, H, W) in place; its frames must already be in
-    ``draw.frame_order()`` (``to_planar(clip, draw.frame_order())``)."""
-    order = draw.frame_order()
-    factors, orders = draw.factors[order], draw.orders[order]
-    # Per frame and step: the blend factor and the weights of luma and mean luma in (1 - f) * y;
-    # a frame changing hue in a step gets f = 1 and no weights there (its blend is the identity).
-    step_factors = factors.gather(1, orders)
-    hue = orders == HUE
-    rest = 1.0 - step_factors
-    luma_weights = (orders == SATURATION) * rest
-    mean_weights = (orders == CONTRAST) * rest
-    step_factors[hue] = 1.0
-    bounds = [0] + torch.bincount(hue.nonzero()[:, 1], minlength=4).cumsum(0).tolist()
+    ``draw.frame_order()`` (``to_planar(clip, draw.frame_order())``): the frames that change hue
+    in the same step are one block, shifted together, after each frame's blends before its hue
+    step and before those after it (frames are independent; each keeps its own op order)."""
+    order = draw._frame_order()
+    all_ops, all_values = draw.orders.tolist(), draw.factors.tolist()
+    ops, values = [all_ops[i] for i in order], [all_values[i] for i in order]
+    frames = x.unbind(1)
+    gray = _SCRATCH.get("gray", *x.shape[2:])
+    hue_steps = [frame_ops.index(HUE) for frame_ops in ops]
     for step in range(4):
-        start, stop = bounds[step], bounds[step + 1]  # the frames that change hue in this step
-        if stop - start < x.shape[1]:
-            _blend_(x, step_factors[:, step], luma_weights[:, step], mean_weights[:, step])
-        if stop > start:
-            _shift_hue_(x[:, start:stop], factors[start:stop, HUE])
+        block = [i for i, hue_step in enumerate(hue_steps) if hue_step == step]
+        if not block:
+            continue
+        for i in block:
+            _blend_run_(frames[i], [(op, values[i][op]) for op in ops[i][:step]], gray)
+        # contiguous: frames are sorted by the step at which they change hue
+        _shift_hue_(x[:, block[0]:block[-1] + 1], [values[i][HUE] for i in block])
+        for i in block:
+            _blend_run_(frames[i], [(op, values[i][op]) for op in ops[i][step + 1:]], gray)
 
 
 def grayscale_planar_(x: torch.Tensor) -> None:
     """Three identical luma channels, in place."""
     x.copy_(_luma(x).unsqueeze(0).expand_as(x))
+
+
+def normalized_frames(x: torch.Tensor, mean, std, frame_order: torch.Tensor | None = None,
+                      gray: bool = False) -> torch.Tensor:
+    """(x - mean) / std of planar ``x`` (3, T, H, W) written straight into a new contiguous
+    (T, 3, H, W) clip, undoing ``frame_order``; with ``gray`` every channel is first the luma
+    (``grayscale_planar_`` then ``normalize_planar_`` then ``from_planar``, bit for bit, in one
+    pass over the output instead of three)."""
+    c, t, h, w = x.shape
+    out = torch.empty((t, c, h, w), dtype=x.dtype)
+    if gray:
+        luma = _SCRATCH.get("luma", t, h, w)
+        torch.mul(x[0], _LUMA[0], out=luma)
+        term = _SCRATCH.get("luma_term", t, h, w)
+        luma.add_(torch.mul(x[1], _LUMA[1], out=term)).add_(torch.mul(x[2], _LUMA[2], out=term))
+        x = luma.unsqueeze(0).expand(c, t, h, w)
+    if frame_order is None:
+        for channel, m, s in zip(range(c), mean, std):
+            torch.sub(x[channel], torch.tensor(m, dtype=x.dtype), out=out[:, channel]).div_(
+                torch.tensor(s, dtype=x.dtype))
+        return out
+    means = torch.tensor(mean, dtype=x.dtype).view(c, 1, 1)
+    stds = torch.tensor(std, dtype=x.dtype).view(c, 1, 1)
+    sources, targets = x.unbind(1), out.unbind(0)
+    for position, frame in enumerate(frame_order.tolist()):
+        torch.sub(sources[position], means, out=targets[frame]).div_(stds)
+    return out
 
 
 def normalize_planar_(x: torch.Tensor, mean, std) -> None:

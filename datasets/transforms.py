@@ -19,7 +19,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN  # the default when
 from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from .color import (draw_jitter, from_planar, grayscale_planar_, jitter_planar_,
-                    normalize_planar_, to_planar)
+                    normalize_planar_, normalized_frames, to_planar)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "resize_short_side",
            "random_resized_crop_box", "center_crop", "three_crops", "color_jitter_clip",
@@ -199,8 +199,8 @@ def train_transform(frames: torch.Tensor, cfg, generator: torch.Generator, mean,
     """uint8 (T, H, W, 3) -> normalised float (T, 3, S, S) and whether it was flipped.
 
     Geometry (resize, crop, RandAugment, flip) runs on uint8 channels-last frames; one conversion
-    writes the flipped crop into a planar float buffer, colour jitter, grayscale and
-    normalisation work in place on it (datasets/color.py), and one copy gives (T, 3, S, S)."""
+    writes the flipped crop into a planar float buffer, colour jitter works in place on it
+    (datasets/color.py), and grayscale and normalisation write (T, 3, S, S) from it in one pass."""
     size = cfg.DATA.INPUT_SIZE
     aug = cfg.AUG
     clip = frames.permute(0, 3, 1, 2)  # channels-last memory, what the uint8 resize wants
@@ -220,10 +220,8 @@ def train_transform(frames: torch.Tensor, cfg, generator: torch.Generator, mean,
     x = to_planar(clip, order, reuse=True)  # the one conversion to float: (3, T, S, S)
     if jitter is not None:
         jitter_planar_(x, jitter)
-    if aug.GRAY_SCALE > 0 and _uniform(generator) < aug.GRAY_SCALE:
-        grayscale_planar_(x)
-    normalize_planar_(x, mean, std)
-    x = from_planar(x, order)
+    gray = aug.GRAY_SCALE > 0 and _uniform(generator) < aug.GRAY_SCALE
+    x = normalized_frames(x, mean, std, order, gray)  # grayscale, normalise, (T, 3, S, S)
     if aug.REPROB > 0:
         x = random_erase_clip(x, aug.REPROB, aug.REMODE, aug.RECOUNT, generator)
     return x.contiguous(), flipped

@@ -6,7 +6,8 @@ size and precision, optionally against the line-by-line reference port with the 
         [--compile default max-autotune] [--profile 15] [--json]
     python tools/benchmark.py --model vita_clip_b16 --runs [--img-size 224 --classes 400
         --batch 2 --threads 2]        # each measurement in its own process (peak memory)
-    python tools/benchmark.py --loader            # data loader throughput
+    python tools/benchmark.py --loader [--loader-baseline REV] [--loader-ops]
+        # the data loader per worker: the harness of python -m datasets.benchmark
 
 Every model the registry knows (``engine.registry.family_for_variant``) is measured the same
 way: the family builds the model (``benchmark_models``); a reference port from ``tests/`` is
@@ -567,8 +568,15 @@ def parse_args(argv=None):
                              "ceiling) and report each step's fraction of it")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--loader", action="store_true",
-                        help="benchmark the data loader instead (datasets.benchmark)")
-    parser.add_argument("--loader-iters", type=int, default=20)
+                        help="benchmark the data loader instead: the harness of "
+                             "python -m datasets.benchmark (decode and augmentation per clip, "
+                             "interleaved, wall and CPU time)")
+    parser.add_argument("--loader-iters", type=int, default=30,
+                        help="clips per video and sampling")
+    parser.add_argument("--loader-baseline", default="", metavar="REV",
+                        help="also run the datasets package of this git revision")
+    parser.add_argument("--loader-ops", action="store_true",
+                        help="profile the augmentation per operator instead")
     parser.add_argument("--loader-json", default="", help="also write loader numbers here")
     args = parser.parse_args(argv)
     if args.batch_sizes is None:
@@ -583,7 +591,8 @@ def _run(args) -> int:
     if args.loader:
         from datasets.benchmark import run_loader_benchmark
         result = run_loader_benchmark(argparse.Namespace(
-            num_iters=args.loader_iters, json=args.loader_json, decoders=None, samplings=None))
+            num_iters=args.loader_iters, json=args.loader_json, baseline=args.loader_baseline,
+            ops=args.loader_ops))
     elif args.runs:
         result = run_separate_processes(args)
     else:

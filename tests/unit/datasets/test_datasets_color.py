@@ -7,14 +7,16 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from datasets.color import HUE, draw_jitter, from_planar, jitter_planar_, to_planar
+from datasets.color import (HUE, JitterDraw, draw_jitter, from_planar, grayscale_planar_,
+                            jitter_planar_, normalize_planar_, normalized_frames, to_planar)
 from datasets.transforms import (IMAGENET_MEAN, IMAGENET_STD, color_jitter_clip,
                                  random_resized_crop_box, resize_size, train_transform)
 from datasets.video_dataset import item_generator
 from engine.config import get_cfg
 
 # float32 rounding of a different but equivalent formula (hue without the HSV image, blends as
-# one fused multiply-add): |diff| measured <= 2e-6 on [0, 1] values; the bound leaves room.
+# one fused multiply-add, mean luma from the channel means): |diff| measured <= 2.4e-6 on [0, 1]
+# values; the bound leaves room.
 TOLERANCE = 1e-5
 TORCHVISION_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
 
@@ -146,3 +148,38 @@ def test_train_transform_scratch_buffer_does_not_leak_between_clips():
     kept = first.clone()
     train_transform(frames.flip(1), cfg, item_generator(0, 0, 2), IMAGENET_MEAN, IMAGENET_STD)
     assert torch.equal(first, kept)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+@pytest.mark.parametrize("ordered", [False, True])
+def test_normalized_frames_is_grayscale_normalize_from_planar_bit_for_bit(gray, ordered):
+    clip = (_test_clip(5, t=6) * 255).round().to(torch.uint8)
+    order = torch.tensor([4, 0, 5, 2, 1, 3]) if ordered else None
+    planar = to_planar(clip, order)
+    expected = planar.clone()
+    if gray:
+        grayscale_planar_(expected)
+    normalize_planar_(expected, IMAGENET_MEAN, IMAGENET_STD)
+    expected = from_planar(expected, order)
+    got = normalized_frames(planar, IMAGENET_MEAN, IMAGENET_STD, order, gray)
+    assert got.shape == (6, 3, 24, 24) and got.is_contiguous()
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_chains_of_blends_without_clamps_run_as_one_pass_and_equal_torchvision(seed):
+    """Factors at most 1 never clamp, so a frame's consecutive blends fuse into one affine pass
+    (datasets/color.py _blend_run_); chains ending in a factor above 1 clamp once at the end."""
+    g = _gen(seed)
+    clip = _test_clip(seed, t=8, size=32)
+    low = 0.6 + 0.39 * torch.rand(8, 4, generator=g)  # every blend factor below 1
+    factors = low if seed % 2 == 0 else torch.where(torch.rand(8, 4, generator=g) < 0.3,
+                                                    low + 0.7, low)
+    factors[:, HUE] = 0.2 * torch.rand(8, generator=g) - 0.1
+    orders = torch.stack([torch.randperm(4, generator=g) for _ in range(8)])
+    draw = JitterDraw(factors, orders)
+    expected = _torchvision_jitter(clip, factors, orders)
+    order = draw.frame_order()
+    planar = to_planar((clip * 255).round().to(torch.uint8), order)
+    jitter_planar_(planar, draw)
+    assert (from_planar(planar, order) - expected).abs().max().item() <= TOLERANCE

@@ -128,18 +128,24 @@ def test_benchmark_each_measurement_in_its_own_process(capsys):
 
 
 def test_loader_flag_calls_the_datasets_benchmark(monkeypatch, capsys):
+    """tools/benchmark.py --loader runs the one loader harness (datasets.benchmark) with its
+    options; the harness itself is tested in tests/unit/datasets/test_loader_benchmark.py."""
     import datasets.benchmark as loader_benchmark
 
     seen = {}
 
     def fake(args):
-        seen["iters"], seen["json"] = args.num_iters, args.json
-        return {"clips_per_s": {"360p/segment/decord": 12.5}}
+        seen.update(vars(args))
+        return {"cells": {"340p/dense": {"cpu": {"augment_over_pyav_decode": 0.2}}}}
 
     monkeypatch.setattr(loader_benchmark, "run_loader_benchmark", fake)
-    assert benchmark.main(["--loader", "--loader-iters", "3", "--json"]) == 0
-    assert seen == {"iters": 3, "json": ""}
-    assert json.loads(capsys.readouterr().out)["clips_per_s"]["360p/segment/decord"] == 12.5
+    assert benchmark.main(["--loader", "--loader-iters", "3", "--loader-baseline", "main",
+                           "--json"]) == 0
+    assert seen == {"num_iters": 3, "json": "", "baseline": "main", "ops": False}
+    out = json.loads(capsys.readouterr().out)
+    assert out["cells"]["340p/dense"]["cpu"]["augment_over_pyav_decode"] == 0.2
+    assert benchmark.main(["--loader", "--loader-ops"]) == 0
+    assert seen["ops"] is True and seen["num_iters"] == 30
 
 
 def test_benchmark_times_compiled_variants_with_compile_time_and_profile(capsys, monkeypatch):
