@@ -37,8 +37,8 @@ from .registry import model_family
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["collect_videos", "writable_folder", "parse_labels", "time_windows", "load_trained_model",
-           "output_names", "video_spans", "span_views", "predict_spans", "clip_features",
+__all__ = ["collect_videos", "decode_failure", "writable_folder", "parse_labels", "time_windows",
+           "load_trained_model", "output_names", "video_spans", "span_views", "predict_spans", "clip_features",
            "feature_spans", "visual_taps", "capture_outputs", "modulator_maps", "grad_cam",
            "Span"]
 
@@ -97,6 +97,13 @@ def collect_videos(inputs: Sequence[str], what: str = "input") -> list[str]:
         else:
             videos.append(item)
     return list(dict.fromkeys(videos))
+
+
+def decode_failure(path: str, err: Exception) -> str:
+    """``path: reason`` for a video that could not be decoded, naming the path once (the
+    decoders' messages already start with it)."""
+    text = str(err)
+    return text if text.startswith(path) else f"{path}: {text}"
 
 
 def writable_folder(folder: str, flag: str) -> str:

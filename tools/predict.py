@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.build import amp_dtype
     from engine.config import load_cfg
     from engine.distributed import resolve_device
-    from engine.inference import (collect_videos, load_trained_model, output_names,
-                                  predict_spans, video_spans, writable_folder)
+    from engine.inference import (collect_videos, decode_failure, load_trained_model,
+                                  output_names, predict_spans, video_spans, writable_folder)
 
     _check_args(args)
     cfg = load_cfg(args.cfg, args.opts)
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         except VideoDecodeError as err:
             failures.append(path)
             results.append({"video": path, "error": str(err)})
-            tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
+            tqdm.write(f"skipped {decode_failure(path, err)}", file=sys.stderr)
             continue
         names = names or output_names(cfg, probs.shape[1])
         record = {"video": path, "topk": _topk(probs.mean(0), names, args.topk)}

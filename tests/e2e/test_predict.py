@@ -172,6 +172,7 @@ def test_undecodable_video_is_skipped(focal, tmp_path, capsys):
                               good[0], bad, good[1], "--json", tmp_path / "p.json")
     assert code == 1
     assert f"skipped {bad}" in err and "2 of 3 videos predicted" in out and str(bad) in out
+    assert f"skipped {bad}: {bad}:" not in err  # the path once, then the decoders' reasons
     records = json.loads((tmp_path / "p.json").read_text())
     assert [r["video"] for r in records] == [str(good[0]), str(bad), str(good[1])]
     assert "error" in records[1] and "topk" in records[0] and "topk" in records[2]
