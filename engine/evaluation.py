@@ -310,6 +310,7 @@ def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
     summary = None
     if dist_info.is_main:
         summary = write_eval_outputs(cfg, result, loader.dataset, checkpoint)
-        logger.info("wrote %s", os.path.join(cfg.OUTPUT, "eval_results.json"))
+        logger.info("wrote %s, predictions.csv and %s beside it (tools/analyze.py reads them)",
+                    os.path.join(cfg.OUTPUT, "eval_results.json"), SCORES_FILE)
     summary = du.broadcast_object(summary)
     return summary

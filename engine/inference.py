@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from typing import Callable, Iterator, Sequence
 
@@ -36,8 +37,8 @@ from .registry import model_family
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["collect_videos", "writable_folder", "parse_labels", "time_windows", "load_trained_model",
-           "output_names", "video_spans", "span_views", "predict_spans", "clip_features",
+__all__ = ["collect_videos", "decode_failure", "writable_folder", "parse_labels", "time_windows",
+           "load_trained_model", "output_names", "video_spans", "span_views", "predict_spans", "clip_features",
            "feature_spans", "visual_taps", "capture_outputs", "modulator_maps", "grad_cam",
            "Span"]
 
@@ -98,6 +99,13 @@ def collect_videos(inputs: Sequence[str], what: str = "input") -> list[str]:
     return list(dict.fromkeys(videos))
 
 
+def decode_failure(path: str, err: Exception) -> str:
+    """``path: reason`` for a video that could not be decoded, naming the path once (the
+    decoders' messages already start with it)."""
+    text = str(err)
+    return text if text.startswith(path) else f"{path}: {text}"
+
+
 def writable_folder(folder: str, flag: str) -> str:
     """Create ``folder`` and prove it writable before any work; PermissionError naming the
     command-line flag it came from otherwise."""
@@ -130,14 +138,22 @@ def parse_labels(value: str) -> list[str]:
 def time_windows(num_frames: int, fps: float, window_s: float, stride_s: float) -> list[Span]:
     """[start, stop) frame spans of ``window_s`` seconds every ``stride_s`` seconds; a last
     window ends at the last frame when the stride does not land there, and a video shorter than
-    one window is one window."""
+    one window is one window. Window k starts at the frame nearest to k x ``stride_s`` seconds
+    (at least one frame after the previous one), so a stride that is not a whole number of
+    frames (0.5 s at 25 fps) does not drift along a long video."""
     if window_s <= 0 or stride_s <= 0:
         raise ValueError("window and stride must be positive seconds")
     length = max(1, int(round(window_s * fps)))
-    step = max(1, int(round(stride_s * fps)))
+    step = max(1.0, stride_s * fps)  # in frames, not rounded: rounding it would add up
     if num_frames <= length:
         return [(0, num_frames)]
-    spans = [(s, s + length) for s in range(0, num_frames - length + 1, step)]
+    starts = [0]
+    while True:
+        start = max(starts[-1] + 1, math.floor(len(starts) * step + 0.5))
+        if start + length > num_frames:
+            break
+        starts.append(start)
+    spans = [(s, s + length) for s in starts]
     if spans[-1][1] < num_frames:
         spans.append((num_frames - length, num_frames))
     return spans

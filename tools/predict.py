@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.build import amp_dtype
     from engine.config import load_cfg
     from engine.distributed import resolve_device
-    from engine.inference import (collect_videos, load_trained_model, output_names,
-                                  predict_spans, video_spans, writable_folder)
+    from engine.inference import (collect_videos, decode_failure, load_trained_model,
+                                  output_names, predict_spans, video_spans, writable_folder)
 
     _check_args(args)
     cfg = load_cfg(args.cfg, args.opts)
@@ -137,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     amp = amp_dtype(cfg)
     model = load_trained_model(cfg, checkpoint, device)
     text, names = _text_features(args, cfg, model, device, amp)
-    plot_dir = args.plot_dir or (os.path.dirname(os.path.abspath(args.json)) if args.json
-                                 else None)
+    # beside the JSON, spelled as --json was (relative stays relative, as in the other lines)
+    plot_dir = args.plot_dir or (os.path.dirname(args.json) or "." if args.json else None)
     results, failures, used_stems = [], [], set()
     bar = tqdm(videos, unit="video", desc="predict", file=sys.stderr, disable=None)
     for number, path in enumerate(bar, start=1):
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         except VideoDecodeError as err:
             failures.append(path)
             results.append({"video": path, "error": str(err)})
-            tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
+            tqdm.write(f"skipped {decode_failure(path, err)}", file=sys.stderr)
             continue
         names = names or output_names(cfg, probs.shape[1])
         record = {"video": path, "topk": _topk(probs.mean(0), names, args.topk)}
@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             lines += _table(record["topk"])
             if plot_dir:
                 from tools._render import timeline_png, unique_stem
-                plot = os.path.join(plot_dir, f"{unique_stem(path, used_stems)}.timeline.png")
+                plot = os.path.normpath(os.path.join(
+                    plot_dir, f"{unique_stem(path, used_stems)}.timeline.png"))
                 timeline_png(plot, [(w["start"], w["end"]) for w in record["windows"]],
                              probs.numpy(), names, title=os.path.basename(path))
                 record["timeline"] = plot

@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> None:
     count = datasets.count_frames(args.video, cfg.DATA.DECODER)
     positions = datasets.eval_frame_indices(cfg, count).tolist()
 
-    stage = "the last stage" if args.stage is None else f"stage {args.stage}"
+    # --stage counts stages of Video-FocalNet, vision blocks of a model with a text side
+    unit = "vision block" if callable(getattr(model, "encode_text", None)) else "stage"
+    stage = f"the last {unit}" if args.stage is None else f"{unit} {args.stage}"
     if args.method == "modulator":
         maps, probs = modulator_maps(model, clip, taps, kwargs)
         names = output_names(cfg, probs.numel())
@@ -132,6 +134,9 @@ def run(args: argparse.Namespace) -> None:
     print(f"{args.video}: predicted {predicted}")
     print(f"{what}: {', '.join(f'{k} {tuple(v.shape)}' for k, v in maps.items())} "
           f"(frames x height x width)")
+    if any(tuple(v.shape[-2:]) == (1, 1) for v in maps.values()):
+        print(f"note: at {cfg.DATA.INPUT_SIZE} px input the maps of {stage} are 1 x 1: they "
+              f"change only over time, not over the frame; an earlier --stage shows where")
     print(f"grid PNG: {png}")
     print(f"GIF:      {animation}")
     print(f"maps:     {raw}")

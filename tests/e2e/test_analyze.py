@@ -33,6 +33,9 @@ def _csv(path):
 
 def test_confusion(runs, capsys):
     focal, _ = runs
+    # tools/test.py's last line names every file it wrote, scores.npy too
+    assert (f"wrote {focal / 'eval_results.json'}, predictions.csv and scores.npy beside it"
+            in (focal / "log.txt").read_text())
     assert analyze(["confusion", "--scores", str(focal)]) == 0
     printed = capsys.readouterr().out
     out = focal / "analysis"

@@ -81,6 +81,8 @@ def test_resume_refusal_and_bad_videos(focal, tmp_path, capsys):
     assert extract(argv) == 1  # the broken video is reported and left out
     printed = capsys.readouterr().out
     assert "could not be decoded" in printed and str(bad) in printed
+    assert f"{bad}: {bad}:" not in printed  # the path once, then the decoders' reasons
+    assert "(3 videos)" in printed
     first = np.load(out / "features.npy")
     assert first.shape == (3, 16) and len(list((out / "parts").glob("*.npz"))) == 3
 

@@ -100,6 +100,26 @@ def test_windows_timeline_and_labelled_video(focal, tmp_path, capsys):
     assert one["windows"][0]["topk"] == whole["topk"] == one["topk"]
 
 
+def test_windows_follow_the_stride_in_seconds(focal, tmp_path, capsys, monkeypatch):
+    """A stride that is not a whole number of frames (0.5 s at 25 fps) starts every window at
+    the frame nearest k x 0.5 s (it used to round the stride to 12 frames and drift 0.02 s per
+    window); a relative --json puts a relative timeline path beside it."""
+    video = long_video(tmp_path / "long6.mp4", labels=(1, 0, 4, 5, 2, 3))  # 96 frames, 3.84 s
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _predict(capsys, "--cfg", focal.cfg, "--checkpoint", focal.checkpoint,
+                            video, "--window", 1, "--stride", 0.5, "--topk", 1,
+                            "--json", Path("out") / "w.json")
+    assert code == 0, out
+    [record] = json.loads((tmp_path / "out" / "w.json").read_text())
+    starts = [w["start"] for w in record["windows"]]
+    assert [round(s * 25) for s in starts] == [0, 13, 25, 38, 50, 63, 71]
+    assert all(abs(s - 0.5 * k) <= 0.5 / 25 + 1e-9 for k, s in enumerate(starts[:-1]))
+    assert record["windows"][-1]["end"] == pytest.approx(96 / 25)  # the last one ends the video
+    assert record["timeline"] == str(Path("out") / "long6.timeline.png")
+    assert f"timeline: {Path('out') / 'long6.timeline.png'}" in out
+    assert (tmp_path / record["timeline"]).stat().st_size > 1000
+
+
 def test_vita_predicts_any_label_set(vita, tmp_path, capsys):
     labels = ["a dog catching a frisbee", "moving left", "an object growing"]
     argv = ["--cfg", vita.cfg, "--checkpoint", vita.checkpoint, vita.val_videos[0],
@@ -152,6 +172,7 @@ def test_undecodable_video_is_skipped(focal, tmp_path, capsys):
                               good[0], bad, good[1], "--json", tmp_path / "p.json")
     assert code == 1
     assert f"skipped {bad}" in err and "2 of 3 videos predicted" in out and str(bad) in out
+    assert f"skipped {bad}: {bad}:" not in err  # the path once, then the decoders' reasons
     records = json.loads((tmp_path / "p.json").read_text())
     assert [r["video"] for r in records] == [str(good[0]), str(bad), str(good[1])]
     assert "error" in records[1] and "topk" in records[0] and "topk" in records[2]

@@ -125,6 +125,22 @@ def test_grad_cam_both_models(name, grid, request, tmp_path, capsys):
                                atol=1e-6)
     assert Image.open(tmp_path / "000001_gradcam.gif").n_frames == 4
     assert "Grad-CAM of" in printed and (tmp_path / "000001_gradcam.png").is_file()
+    assert f"on the last {'stage' if name == 'focal' else 'vision block'}:" in printed
+
+
+def test_one_by_one_maps_are_pointed_out(focal, tmp_path, capsys):
+    """A stage whose maps are 1 x 1 at the input size (a small model on a small input) only
+    colours whole frames; the tool says so and points to an earlier --stage."""
+    argv = ["--cfg", str(focal.cfg), "--checkpoint", str(focal.checkpoint),
+            str(focal.val_videos[1]), "--method", "gradcam"]
+    assert visualize(argv + ["--out", str(tmp_path / "a")]) == 0  # 32 px: 4 x 4 at the last
+    assert "note:" not in capsys.readouterr().out
+    assert visualize(argv + ["--out", str(tmp_path / "b"), "--opts", "DATA.IMG_SIZE", "8",
+                             "DATA.INPUT_SIZE", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "gradcam (4, 1, 1)" in printed
+    assert "note: at 8 px input the maps of the last stage are 1 x 1" in printed
+    assert "an earlier --stage" in printed
 
 
 def test_bad_input(focal, vita, tmp_path, capsys):

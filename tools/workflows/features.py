@@ -34,8 +34,8 @@ from datasets.fileio import atomic_path, atomic_write_bytes, atomic_write_text, 
 from engine import distributed as du
 from engine.build import amp_dtype
 from engine.config import ConfigError
-from engine.inference import (collect_videos, feature_spans, load_trained_model, video_spans,
-                              writable_folder)
+from engine.inference import (collect_videos, decode_failure, feature_spans, load_trained_model,
+                              video_spans, writable_folder)
 from engine.logging import config_hash, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -159,8 +159,8 @@ def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
                 spans, count, fps = video_spans(cfg, video, window, stride)
                 features = feature_spans(model, cfg, video, spans, dist_info.device, amp)
             except VideoDecodeError as err:
-                failed.append(f"{video}: {err}")
-                logger.warning("skipped %s", err)
+                failed.append(decode_failure(video, err))
+                logger.warning("skipped %s", failed[-1])
                 continue
             spans = np.asarray(spans if spans is not None else [(0, 0)], dtype=np.int64)
             _write_part(part_path(out_dir, video), video, features.numpy(), spans, fps or 0.0)
@@ -169,7 +169,7 @@ def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
     if dist_info.is_main:
         written, shape = assemble(out_dir, videos, windowed=bool(window))
         log(f"features: {os.path.join(out_dir, FEATURES_FILE)} {list(shape)} float32 "
-            f"({written} videos)")
+            f"({written} video{'' if written == 1 else 's'})")
         log(f"index:    {os.path.join(out_dir, INDEX_FILE)}")
         for line in failed:
             log(f"could not be decoded (left out; a re-run tries again): {line}")

@@ -18,6 +18,11 @@ def test_time_windows():
     assert time_windows(50, 25.0, 0.64, 0.64) == [(0, 16), (16, 32), (32, 48), (34, 50)]
     assert time_windows(10, 25.0, 2.0, 1.0) == [(0, 10)]  # shorter than one window
     assert time_windows(100, 30.0, 0.01, 0.01)[:2] == [(0, 1), (1, 2)]  # at least one frame
+    # a stride of 12.5 frames: windows start at the frame nearest k x 0.5 s, no drift
+    assert time_windows(96, 25.0, 1.0, 0.5) == [(0, 25), (13, 38), (25, 50), (38, 63),
+                                                (50, 75), (63, 88), (71, 96)]
+    hour = time_windows(90000, 25.0, 1.0, 0.5)
+    assert len(hour) == 7199 and hour[7000][0] == 87500  # 3500 s in, not 3360 s
     with pytest.raises(ValueError):
         time_windows(10, 25.0, 0.0, 1.0)
 
