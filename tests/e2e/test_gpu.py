@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_train_e2e import FOCAL, VITA
+
 REHEARSAL = os.environ.get("GPU_TESTS_REHEARSE_ON_CPU") == "1"
 DEVICE = torch.device("cpu" if REHEARSAL else "cuda")
 BACKEND = "gloo" if REHEARSAL else "nccl"
@@ -66,38 +68,8 @@ DIST:
 PRINT_FREQ: 4
 """
 
-MODELS = {
-    "video_focalnet": """
-MODEL:
-  TYPE: videofocalnet_tiny
-  NUM_CLASSES: 10
-  DROP_PATH_RATE: 0.0
-  FOCAL:
-    EMBED_DIM: 16
-    DEPTHS: [1, 1]
-    FOCAL_LEVELS: [2, 2]
-    FOCAL_WINDOWS: [3, 3]
-""",
-    "vita_clip": """
-MODEL:
-  TYPE: vita_clip
-  NUM_CLASSES: 10
-  LABEL_SMOOTHING: 0.0
-  VITA:
-    FEATURE_DIM: 32
-    PATCH_SIZE: [16, 16]
-    NUM_HEADS: 2
-    NUM_LAYERS: 2
-    EMBED_DIM: 16
-    NUM_GLOBAL_PROMPTS: 2
-    TEXT_CONTEXT_LENGTH: 16
-    TEXT_TRANSFORMER_WIDTH: 32
-    TEXT_TRANSFORMER_HEADS: 2
-    TEXT_TRANSFORMER_LAYERS: 1
-    TEXT_NUM_PROMPTS: 4
-    TEXT_PROMPT_CSC: True
-""",
-}
+# the tiny models of the CPU end-to-end tests (tests/e2e/test_train_e2e.py)
+MODELS = {"video_focalnet": FOCAL, "vita_clip": VITA}
 
 
 @pytest.fixture(scope="module")
