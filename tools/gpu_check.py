@@ -129,7 +129,7 @@ def run_benchmark(python: str, model: str, batch: int, compiled: list[str] | Non
     command = [python, "tools/benchmark.py", "--model", model, "--device", "cuda",
                "--compare-reference", "--json", "--dtypes", "float32", "float16", "bfloat16",
                "--modes", "infer", "train", "--batch-sizes", str(batch), "--repeats",
-               str(repeats), "--warmup", "2", *(compiled or [])]
+               str(repeats), "--warmup", "2", "--roofline", *(compiled or [])]
     check = {"name": name, "kind": "benchmark", "command": " ".join(command[1:])}
     start = time.time()
     log = out / f"{name.replace('::', '_')}.log"
