@@ -239,7 +239,10 @@ def test_ctrl_c_of_a_real_process(tmp_path, finished):
     env.pop("VIDEO_DEBUG", None)
     proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "train.py"), "--cfg", str(cfg),
                              "--opts", "TRAIN.EPOCHS", "400", "PRINT_FREQ", "1"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a suite started in the background (`cmd &` in a script) ignores
+                            # SIGINT, and children inherit that: give the trainer the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # wait until it trains
             if "Train epoch 2 [" in line:
