@@ -85,14 +85,12 @@ class GraphCounter:
 
 
 def assert_one_graph(model, *inputs, amp=None, train=True):
-    """No graph break in the forward (dynamo.explain) and one forward + one backward graph."""
+    """No graph break in the forward or the backward: ``fullgraph=True`` makes dynamo raise at
+    the first break (naming its reason), and AOTAutograd hands over exactly one forward graph
+    and, when training, one backward graph. (The same check as ``torch._dynamo.explain``'s
+    graph count, at half the tracing cost.)"""
     model.train(train)
     autocast = torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None)
-    with autocast, torch.set_grad_enabled(train):
-        explanation = dynamo.explain(model)(*inputs)
-    assert explanation.graph_count == 1, [str(b.reason) for b in explanation.break_reasons]
-    assert explanation.graph_break_count == 0 and not explanation.break_reasons
-    dynamo.reset()
     counter = GraphCounter()
     compiled = torch.compile(model, backend=counter.backend, fullgraph=True)
     with autocast, torch.set_grad_enabled(train):
@@ -100,6 +98,7 @@ def assert_one_graph(model, *inputs, amp=None, train=True):
     if train:
         out.float().square().mean().backward()
     assert (counter.forward, counter.backward) == (1, 1 if train else 0)
+    assert dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
 @pytest.mark.parametrize("design", DESIGNS)
