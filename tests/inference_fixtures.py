@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 COMMON = """
 DATA:
@@ -121,3 +122,15 @@ def long_video(path: Path, labels=(1, 4, 0), seed: int = 3, size: int = 32) -> P
               for label in labels]
     path.write_bytes(encode_mp4(np.concatenate(frames)))
     return path
+
+
+# The tiny trained models as session fixtures, for the tests that import them (predict, features,
+# visualize): trained once, reused from disk.
+@pytest.fixture(scope="session")
+def focal(tmp_path_factory):
+    return trained(tmp_path_factory.getbasetemp(), "focal")
+
+
+@pytest.fixture(scope="session")
+def vita(tmp_path_factory):
+    return trained(tmp_path_factory.getbasetemp(), "vita")

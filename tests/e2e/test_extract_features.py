@@ -16,21 +16,11 @@ import torch
 import datasets
 from engine.config import load_cfg
 from engine.inference import load_trained_model
-from inference_fixtures import long_video, trained
+from inference_fixtures import focal, long_video, vita  # noqa: F401  (fixtures)
 from tools.extract_features import main as extract
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def focal(tmp_path_factory):
-    return trained(tmp_path_factory.getbasetemp(), "focal")
-
-
-@pytest.fixture(scope="module")
-def vita(tmp_path_factory):
-    return trained(tmp_path_factory.getbasetemp(), "vita")
 
 
 def _index(path: Path) -> list[dict]:

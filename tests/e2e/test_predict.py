@@ -11,21 +11,11 @@ import av
 import numpy as np
 import pytest
 
-from inference_fixtures import long_video, trained
+from inference_fixtures import focal, long_video, vita  # noqa: F401  (fixtures)
 from tools.predict import main as predict
 from tools.test import main as evaluate_tool
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def focal(tmp_path_factory):
-    return trained(tmp_path_factory.getbasetemp(), "focal")
-
-
-@pytest.fixture(scope="module")
-def vita(tmp_path_factory):
-    return trained(tmp_path_factory.getbasetemp(), "vita")
 
 
 def _predict(capsys, *argv) -> tuple[int, str, str]:

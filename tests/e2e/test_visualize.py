@@ -12,22 +12,12 @@ from engine.config import load_cfg
 from engine.evaluation import class_text_features
 from engine.inference import (capture_outputs, grad_cam, load_trained_model, modulator_maps,
                               span_views, visual_taps)
-from inference_fixtures import trained
+from inference_fixtures import focal, vita  # noqa: F401  (fixtures)
 from reference_vfn import VideoFocalNet as Reference
 from tools.visualize import main as visualize
 from video_focalnet.config import model_kwargs_from_cfg
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def focal(tmp_path_factory):
-    return trained(tmp_path_factory.getbasetemp(), "focal")
-
-
-@pytest.fixture(scope="module")
-def vita(tmp_path_factory):
-    return trained(tmp_path_factory.getbasetemp(), "vita")
 
 
 def _setup(run):
