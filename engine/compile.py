@@ -99,9 +99,6 @@ class CompileClock:
         if args.callback_trigger == torch._dynamo.callback.CallbackTrigger.DYNAMO:
             self.compiles += 1
 
-    def reading(self) -> tuple[float, int]:
-        return self.seconds, self.compiles
-
 
 _CLOCK: CompileClock | None = None
 
