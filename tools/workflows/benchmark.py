@@ -385,12 +385,13 @@ def run_model_benchmark(args) -> dict[str, Any]:
         for batch in sorted(args.batch_sizes):
             video = torch.randn(batch, *clip_shape, generator=gen).to(device)
             labels = torch.randint(0, max(args.num_classes, 1), (batch,), generator=gen).to(device)
+            work = None  # matrix work per impl: the same in every dtype, counted once
             for dtype in dtypes:
                 steps = {name: _make_step(m, mode, video, labels, device, dtype)
                          for name, m in models.items()}
-                # the same work for ours compiled or not: counted on the eager modules
-                work = {name: step_gflop(step) for name, step in steps.items()
-                        if not name.startswith("compiled")}
+                if work is None:  # ours compiled or not: counted on the eager modules
+                    work = {name: step_gflop(step) for name, step in steps.items()
+                            if not name.startswith("compiled")}
                 stats = time_step(steps, repeats, args.warmup, device)
                 for name, s in stats.items():
                     row = {"impl": name, "mode": mode, "batch_size": batch, "dtype": dtype,
