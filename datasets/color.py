@@ -14,10 +14,10 @@ frame): each frame has its own brightness, contrast, saturation and hue factors 
 order. Frames are sorted by the step at which they change hue, so that in each of the four steps
 the hue frames are one contiguous block, shifted together; around it every frame blends on its
 own (brightness, contrast, saturation), consecutive blends whose factors are at most 1 fused
-into one pass (no clamp acts there), a clamp only after a factor above 1. The result equals applying torchvision's ops frame by frame up to float
-rounding (|diff| <= 1e-5 on [0, 1] values, 2.4e-6 measured;
-tests/unit/datasets/test_datasets_color.py compares with torchvision frame by frame), with the
-same random draws in the same order.
+into one pass (no clamp acts there), a clamp only after a factor above 1. The result equals
+applying torchvision's ops frame by frame up to float rounding (|diff| <= 1e-5 on [0, 1] values,
+2.4e-6 measured; tests/unit/datasets/test_datasets_color.py compares with torchvision frame by
+frame), with the same random draws in the same order.
 """
 from __future__ import annotations
 

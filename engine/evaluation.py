@@ -101,7 +101,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
     compile time is logged and returned as compile_s.
     """
     net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    bare = unwrap_model(net)  # a compiled model is called compiled, but switched through its module
+    bare = unwrap_model(net)  # called through the compiled wrapper; eval()/train() on the model
     was_training = bare.training
     bare.eval()
     if text_features is None:
