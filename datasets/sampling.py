@@ -1,13 +1,17 @@
 """Which frame indices a clip is made of.
 
-Two families, both returning int64 numpy arrays of frame indices into a video of ``n`` frames:
+Two families, both returning int64 numpy arrays of frame indices into a video of ``n`` frames, each
+the rule of the official code it comes from:
 
-* segment (TSN) sampling, the Video-FocalNets reference: the video is cut into ``num_frames``
-  segments and one frame is taken from each (random offset in training, the centre at test time).
-  Indices past the end loop back (modulo ``n``), as the reference's ``out_of_bound_opt='loop'``.
-* dense sampling, the Vita-CLIP reference: ``num_frames`` frames ``interval`` apart from one start
-  (random in training, evenly spaced starts for multi-clip testing). A video shorter than the clip
-  span repeats its last frame.
+* segment (TSN) sampling, Video-FocalNets' ``SampleFrames`` (datasets/pipeline.py:1912-2034 of
+  the official repository): the video is cut into ``num_frames`` segments and one frame is taken
+  from each: a random offset in training, the segment centre for one test clip, and for
+  multi-view testing one deterministic point inside the range the official random draw covers.
+  Indices past the end loop back (modulo ``n``), as ``out_of_bound_opt='loop'``.
+* dense sampling, Vita-CLIP's ``VideoDataset`` (video_dataset/dataset.py:113-128, 150-163):
+  ``num_frames`` frames ``interval`` apart from one start: random in training, evenly spaced
+  starts (Python's round, half to even) for multi-view testing. A training clip longer than the
+  video repeats its last sampled frame; a test clip repeats the video's last frame.
 
 Randomness always comes from the caller's ``torch.Generator`` so that an item's frames are a
 function of (seed, epoch, index) only.
@@ -18,7 +22,8 @@ import numpy as np
 import torch
 
 __all__ = ["sample_segment_indices", "sample_dense_indices", "multi_view_indices",
-           "segment_test_indices", "dense_test_starts"]
+           "segment_test_indices", "segment_view_indices", "dense_test_indices",
+           "dense_test_starts"]
 
 
 def _randint(high: int, size: int, generator: torch.Generator) -> np.ndarray:
@@ -53,24 +58,40 @@ def sample_segment_indices(n: int, num_frames: int, ori_len: int = 1,
     return np.mod(offsets, n)
 
 
-def segment_test_indices(n: int, num_frames: int, ori_len: int = 1, clip: int = 0,
-                         num_clips: int = 1) -> np.ndarray:
-    """Deterministic TSN sampling for clip ``clip`` of ``num_clips``.
-
-    With one clip this is the reference's test mode: the centre of each segment,
-    ``int(i * avg + avg / 2)`` with ``avg = (n - ori_len + 1) / num_frames``. With several clips the
-    reference drew random offsets (nondeterministic metrics); here clip ``k`` takes the point at
-    fraction ``(k + 0.5) / num_clips`` of every segment, so the clips tile each segment evenly and the
-    single-clip case is exactly the reference's centre.
-    """
+def segment_test_indices(n: int, num_frames: int, ori_len: int = 1) -> np.ndarray:
+    """One deterministic test clip: the centre of each segment, ``int(i * avg + avg / 2)`` with
+    ``avg = (n - ori_len + 1) / num_frames`` (official ``_get_test_clips``, where ``ori_len`` is
+    AUG.FRAME_INTERVAL: the single-clip val pipeline samples with it); all zeros when the video
+    is shorter than ``ori_len``."""
     if n <= 0:
         raise ValueError(f"cannot sample frames from a video with {n} frames")
     avg = (n - ori_len + 1) / float(num_frames)
     if n > ori_len - 1:
-        frac = (clip + 0.5) / num_clips
-        offsets = (np.arange(num_frames) * avg + avg * frac).astype(np.int64)
+        offsets = (np.arange(num_frames) * avg + avg / 2.0).astype(np.int64)
     else:
         offsets = np.zeros(num_frames, dtype=np.int64)
+    return np.mod(offsets, n)
+
+
+def segment_view_indices(n: int, num_frames: int, view: int, num_views: int) -> np.ndarray:
+    """Test clip ``view`` of ``num_views`` (TEST.NUM_CLIP > 1).
+
+    The official multi-view test draws each clip like a training clip with ``ori_len`` 1:
+    segments ``n // num_frames`` frames wide, a random offset in each (so the last
+    ``n % num_frames`` frames are never drawn). Here clip ``view`` takes the offset
+    ``floor(avg * (view + 0.5) / num_views)`` in every segment: deterministic, the clips spread
+    evenly, and every index inside the official draw's range. Videos shorter than
+    ``num_frames`` take the official deterministic ``np.around(i * n / num_frames)``.
+    """
+    if n <= 0:
+        raise ValueError(f"cannot sample frames from a video with {n} frames")
+    avg = n // num_frames
+    if avg > 0:
+        offset = (avg * (2 * view + 1)) // (2 * num_views)
+        offsets = np.arange(num_frames, dtype=np.int64) * avg + offset
+    else:
+        ratio = (n - 1 + 1.0) / num_frames
+        offsets = np.around(np.arange(num_frames) * ratio).astype(np.int64)
     return np.mod(offsets, n)
 
 
@@ -79,40 +100,53 @@ def _dense_span(num_frames: int, interval: int) -> int:
 
 
 def sample_dense_indices(n: int, num_frames: int, interval: int,
-                         generator: torch.Generator | None = None,
-                         start: int | None = None) -> np.ndarray:
-    """A strided clip: ``start + i * interval``; random start in [0, n - span) when not given.
-
-    Videos shorter than the span start at 0 and repeat their last frame (Vita-CLIP's clamping).
-    """
+                         generator: torch.Generator | None = None) -> np.ndarray:
+    """A strided training clip ``start + i * interval`` (official ``_random_sample_frame_idx``):
+    the start is uniform in ``[0, n - span]``; a video no longer than the span starts at 0 and
+    repeats the last index that fits (not the video's last frame)."""
     if n <= 0:
         raise ValueError(f"cannot sample frames from a video with {n} frames")
     span = _dense_span(num_frames, interval)
-    if start is None:
-        if n > span:
-            if generator is None:
-                generator = torch.Generator().manual_seed(0)
-            start = int(_randint(n - span, 1, generator)[0])
-        else:
-            start = 0
+    if span >= n:
+        indices = np.arange(num_frames, dtype=np.int64) * interval
+        last_fitting = (n - 1) // interval * interval
+        return np.minimum(indices, last_fitting)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    start = int(_randint(n - span + 1, 1, generator)[0])
+    return start + np.arange(num_frames, dtype=np.int64) * interval
+
+
+def dense_test_indices(n: int, num_frames: int, interval: int, start: int) -> np.ndarray:
+    """A strided test clip from ``start``; past the end the video's last frame repeats (the
+    official test pads the video with copies of it)."""
+    if n <= 0:
+        raise ValueError(f"cannot sample frames from a video with {n} frames")
     indices = start + np.arange(num_frames, dtype=np.int64) * interval
     return np.minimum(indices, n - 1)
 
 
 def dense_test_starts(n: int, num_frames: int, interval: int, num_clips: int) -> list[int]:
-    """Evenly spaced clip starts from 0 to ``n - span`` inclusive; one clip is centred."""
-    last = max(n - _dense_span(num_frames, interval), 0)
+    """Official test starts: ``slide = max(n, span) - span``; one clip starts at ``slide // 2``,
+    clip ``i`` of several at ``round(slide / (num_clips - 1) * i)`` (Python's round: half to
+    even, in the official order of operations)."""
+    slide = max(n, _dense_span(num_frames, interval)) - _dense_span(num_frames, interval)
     if num_clips == 1:
-        return [last // 2]
-    return [int(round(k * last / (num_clips - 1))) for k in range(num_clips)]
+        return [slide // 2]
+    return [round(slide / (num_clips - 1) * i) for i in range(num_clips)]
 
 
 def multi_view_indices(n: int, num_frames: int, num_clips: int, sampling: str = "segment",
                        interval: int = 1, ori_len: int = 1) -> list[np.ndarray]:
-    """Frame indices of each of the ``num_clips`` deterministic test clips (temporal order)."""
+    """Frame indices of each of the ``num_clips`` deterministic test clips (temporal order).
+
+    ``ori_len`` is the single-clip segment sampler's span (AUG.FRAME_INTERVAL); ``interval`` the
+    dense stride (DATA.FRAME_INTERVAL)."""
     if sampling == "segment":
-        return [segment_test_indices(n, num_frames, ori_len, k, num_clips) for k in range(num_clips)]
+        if num_clips == 1:
+            return [segment_test_indices(n, num_frames, ori_len)]
+        return [segment_view_indices(n, num_frames, k, num_clips) for k in range(num_clips)]
     if sampling == "dense":
-        return [sample_dense_indices(n, num_frames, interval, start=s)
+        return [dense_test_indices(n, num_frames, interval, s)
                 for s in dense_test_starts(n, num_frames, interval, num_clips)]
     raise ValueError(f"unknown sampling {sampling!r}; use 'segment' or 'dense'")

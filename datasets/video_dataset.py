@@ -50,9 +50,11 @@ def eval_frame_indices(cfg, num_frames: int) -> np.ndarray:
     """Frame indices of the TEST.NUM_CLIP evaluation clips of a video of ``num_frames`` frames,
     clip after clip (DATA.NUM_FRAMES each). A span of a longer video is sampled by offsetting
     the indices of a video as long as the span."""
-    # Test segments use ori_len 1 (the reference's val pipeline samples with frame_interval 1).
+    # One segment-sampled test clip spans AUG.FRAME_INTERVAL as in the official single-clip val
+    # pipeline; several clips are drawn with span 1 (datasets/sampling.py).
     views = multi_view_indices(num_frames, cfg.DATA.NUM_FRAMES, cfg.TEST.NUM_CLIP,
-                               cfg.DATA.SAMPLING, interval=cfg.DATA.FRAME_INTERVAL, ori_len=1)
+                               cfg.DATA.SAMPLING, interval=cfg.DATA.FRAME_INTERVAL,
+                               ori_len=cfg.AUG.FRAME_INTERVAL)
     return np.concatenate(views)
 
 

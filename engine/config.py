@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 _DISTRIBUTION = "video-recognition"  # setup.py name; datasets.DISTRIBUTION marks our package
 
 __all__ = ["CN", "ConfigError", "get_cfg", "load_cfg", "merge_opts", "validate_cfg",
-           "find_config_file", "fill_data_normalization"]
+           "find_config_file", "fill_data_normalization", "fill_input_pipeline"]
 
 
 class ConfigError(ValueError):
@@ -66,9 +66,13 @@ _C.DATA.ZIP_MODE = False  # informational (official key, unused)
 _C.DATA.CACHE_MODE = "part"  # informational (official key, unused)
 _C.DATA.PIN_MEMORY = True  # pin host memory in the loader (used when a GPU is present)
 _C.DATA.NUM_WORKERS = 8  # loader worker processes per training process
-_C.DATA.DECODER = "decord"  # decord | pyav | frames (folders of pre-extracted JPEG frames)
-_C.DATA.SAMPLING = "segment"  # segment: one frame per segment (reference TSN); dense: strided clip
-_C.DATA.FRAME_INTERVAL = 16  # stride between frames for SAMPLING dense (Vita-CLIP uses 16)
+# The input pipeline: the keys marked [family] take the model family's official value
+# (video_focalnet/config.py, vita_clip/config.py; docs/datasets.md lists each with its source)
+# unless the config file or --opts sets them. The values here are Video-FocalNet's.
+_C.DATA.DECODER = "decord"  # [family] decord | pyav | frames (folders of pre-extracted JPEG frames)
+_C.DATA.SAMPLING = "segment"  # [family] segment: one frame per segment (TSN); dense: strided clip
+_C.DATA.FRAME_INTERVAL = 16  # [family] stride between frames for SAMPLING dense
+_C.DATA.RESIZE_ROUNDING = "half_up"  # [family] long side of a short-side resize: half_up | floor
 _C.DATA.SPLIT = 1  # official split (1-3) for HMDB51 / UCF101 layouts
 _C.DATA.FIND_BY_NAME = False  # list-file entries are file names found anywhere under DATA.ROOT
 _C.DATA.MEAN = []  # pixel mean on 0..1 RGB; empty: load_cfg fills the model family's own
@@ -106,7 +110,8 @@ _C.MODEL.TUBELET_SIZE = 1  # frames per tubelet in the stem (Conv3d); 1 = per-fr
 # ---------------------------------------------------------------------------------------------
 _C.TRAIN = CN()
 _C.TRAIN.START_EPOCH = 0  # first epoch (set by resume)
-_C.TRAIN.EPOCHS = 300  # training epochs
+_C.TRAIN.EPOCHS = 300  # training epochs (unused when TRAIN.TOTAL_STEPS > 0)
+_C.TRAIN.TOTAL_STEPS = 0  # > 0: train exactly this many optimiser updates whatever the dataset size (LR schedule over them; epochs follow); 0: TRAIN.EPOCHS
 _C.TRAIN.WARMUP_EPOCHS = 20  # linear warmup epochs (stepped per iteration)
 _C.TRAIN.WEIGHT_DECAY = 0.05  # applied as configured (the reference effectively used 0, see README)
 _C.TRAIN.BASE_LR = 5e-4  # learning rate for a global batch of TRAIN.LR_SCALE_BATCH
@@ -157,6 +162,9 @@ _C.AUG.FRAME_INTERVAL = 2  # segment sampling: span of one sampled "clip" (refer
 _C.AUG.LABEL_SMOOTH = 0.1  # label smoothing inside the mixup targets
 _C.AUG.SCALE = (0.08, 1.0)  # random resized crop area range
 _C.AUG.RATIO = (0.75, 1.3333333333333333)  # random resized crop aspect range
+_C.AUG.TRAIN_RESIZE_SCALE = 256 / 224  # [family] short side int(this * INPUT_SIZE) before the random crop; 0: crop the decoded frame
+_C.AUG.RANDAUG_POSITION = "after_crop"  # [family] RandAugment after_crop (on the crop) | before_crop (whole frame)
+_C.AUG.RANDAUG_INTERPOLATION = "random"  # [family] RandAugment resampling: random | bicubic | bilinear
 
 # ---------------------------------------------------------------------------------------------
 # Testing
@@ -165,6 +173,8 @@ _C.TEST = CN()
 _C.TEST.CROP = True  # informational (official key)
 _C.TEST.NUM_CLIP = 1  # temporal views per video
 _C.TEST.NUM_CROP = 1  # spatial views per clip: 1 (centre) or 3 (along the long side)
+_C.TEST.RESIZE_SCALE = 256 / 224  # [family] one crop: short side int(this * INPUT_SIZE), then the centre crop (three crops: INPUT_SIZE)
+_C.TEST.THREE_CROP = "mmaction"  # [family] three-crop layout: mmaction | edge | slowfast (datasets/transforms.py)
 _C.TEST.ONLY_TEST = False  # informational (official key)
 _C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
 _C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos left out of metrics, listed; fail: stop
@@ -463,6 +473,29 @@ def fill_data_normalization(cfg: CN) -> None:
         cfg.DATA.STD = [float(v) for v in std]
 
 
+def fill_input_pipeline(cfg: CN, origins: dict) -> None:
+    """The model family's official input pipeline (decoder, sampling, resize, crops, augmentation
+    order: its ``input_pipeline(cfg)``) for every such key the config file or overrides did not
+    set (``origins``): no model runs on another model's rules. An unknown MODEL.TYPE is left to
+    validation."""
+    from .registry import model_family
+    try:
+        family = model_family(cfg.MODEL.TYPE)
+    except KeyError:
+        return
+    for key, value in family.input_pipeline(cfg).items():
+        if key in origins:
+            continue
+        node = cfg
+        *sections, name = key.split(".")
+        for section in sections:
+            node = node[section]
+        if name not in node:
+            raise KeyError(f"model family {family.name}: input_pipeline names {key}, which is not "
+                           f"a config key")
+        node[name] = value
+
+
 def _data_package():
     """The project's ``datasets`` package, or a clear error when the importable ``datasets`` is
     another distribution's (Hugging Face's shares the name)."""
@@ -495,6 +528,7 @@ def load_cfg(path: str | None = None, opts: Iterable[str] = (), freeze: bool = T
     for source, layer_opts in layers:
         merge_opts(cfg, list(layer_opts or []), source=source, origins=origins)
     _follow_sizes(cfg, origins)
+    fill_input_pipeline(cfg, origins)
     validate_cfg(cfg, source=path or "", origins=origins)
     fill_data_normalization(cfg)
     if freeze:
@@ -562,6 +596,13 @@ def validate_cfg(cfg: CN, source: str = "", origins: dict | None = None) -> None
     _choice(cfg.DATA.DATASET, _data_package().layout_names(), source, "DATA.DATASET")
     _choice(cfg.DATA.DECODER, ("decord", "pyav", "frames"), source, "DATA.DECODER")
     _choice(cfg.DATA.SAMPLING, ("segment", "dense"), source, "DATA.SAMPLING")
+    transforms = _data_package().transforms  # the operations the pipeline keys choose from
+    _choice(cfg.DATA.RESIZE_ROUNDING, transforms.RESIZE_ROUNDINGS, source, "DATA.RESIZE_ROUNDING")
+    _choice(cfg.TEST.THREE_CROP, transforms.THREE_CROP_LAYOUTS, source, "TEST.THREE_CROP")
+    _choice(cfg.AUG.RANDAUG_POSITION, transforms.RANDAUG_POSITIONS, source,
+            "AUG.RANDAUG_POSITION")
+    _choice(cfg.AUG.RANDAUG_INTERPOLATION, transforms.RANDAUG_INTERPOLATIONS, source,
+            "AUG.RANDAUG_INTERPOLATION")
     _choice(str(cfg.TRAIN.AMP), ("off", "fp16", "bf16"), source, "TRAIN.AMP")
     for key in ("TRAIN.COMPILE", "TEST.COMPILE"):
         section, name = key.split(".")
@@ -585,6 +626,8 @@ def validate_cfg(cfg: CN, source: str = "", origins: dict | None = None) -> None
     _require(cfg.DATA.NUM_WORKERS >= 0, source, "DATA.NUM_WORKERS", "must be >= 0")
     _require(cfg.MODEL.NUM_CLASSES >= 0, source, "MODEL.NUM_CLASSES", "must be >= 0")
     _require(cfg.TRAIN.EPOCHS >= 0, source, "TRAIN.EPOCHS", "must be >= 0")
+    _require(cfg.TRAIN.TOTAL_STEPS >= 0, source, "TRAIN.TOTAL_STEPS",
+             "must be 0 (epoch-based: TRAIN.EPOCHS) or a number of optimiser updates")
     synthetic = cfg.DATA.SYNTHETIC
     for name, low in (("NUM_TRAIN", 1), ("NUM_VAL", 1), ("NUM_FRAMES", 1), ("SIZE", 8)):
         _require(synthetic[name] >= low, source, f"DATA.SYNTHETIC.{name}",
@@ -592,6 +635,11 @@ def validate_cfg(cfg: CN, source: str = "", origins: dict | None = None) -> None
     _require(synthetic.SIZE % 2 == 0, source, "DATA.SYNTHETIC.SIZE",
              f"must be even (H.264 yuv420p), got {synthetic.SIZE}")
     _require(cfg.TRAIN.ACCUMULATION_STEPS >= 0, source, "TRAIN.ACCUMULATION_STEPS", "must be >= 0")
+    _require(cfg.TEST.RESIZE_SCALE >= 1.0, source, "TEST.RESIZE_SCALE",
+             f"must be at least 1 (the centre crop needs a short side of at least DATA.INPUT_SIZE),"
+             f" got {cfg.TEST.RESIZE_SCALE}")
+    _require(cfg.AUG.TRAIN_RESIZE_SCALE >= 0, source, "AUG.TRAIN_RESIZE_SCALE",
+             f"must be 0 (no resize) or positive, got {cfg.AUG.TRAIN_RESIZE_SCALE}")
     _require(cfg.TEST.NUM_CROP in (1, 3), source, "TEST.NUM_CROP",
              f"must be 1 (centre crop) or 3 (three crops), got {cfg.TEST.NUM_CROP}")
     _require(cfg.DATA.SPLIT in (1, 2, 3), source, "DATA.SPLIT", "must be 1, 2 or 3")

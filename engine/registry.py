@@ -12,6 +12,9 @@ the installed distributions (``setup.py``), and a test or a user can add one at 
 ``validate(cfg)``         raises ``ValueError("key MODEL.X: what is wrong and what to do")``
 ``build(cfg, names)``     the model for a config and its class names (None: not needed/known)
 ``normalization(cfg)``    ``(mean, std)`` on 0..1 RGB that the model was trained with
+``input_pipeline(cfg)``   ``{config key: value}``: the model's own input pipeline (decoder, sampling,
+                          resize rounding, test resize and crops, augmentation order), which
+                          ``load_cfg`` applies to every such key a config does not set itself
 ``example_input(cfg, batch_size)``  a float video (B, T, C, H, W) for FLOP counts and benchmarks
 ``benchmark_models(name, **kw)``    ``{"model": nn.Module, "input": tensor}`` for a timm-style
                           variant name (``video_focalnet_tiny``, ``vita_clip_b16``)
@@ -54,7 +57,7 @@ _discovered = False
 def register_model_family(family) -> None:
     """Make a family's MODEL.TYPE names buildable (idempotent for the same family object)."""
     for attr in ("name", "model_types", "add_config", "validate", "build", "normalization",
-                 "example_input"):
+                 "input_pipeline", "example_input"):
         if not hasattr(family, attr):
             raise TypeError(f"model family {family!r} has no {attr!r}; see engine/registry.py")
     old = _FAMILIES.get(family.name)

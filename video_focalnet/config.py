@@ -16,7 +16,21 @@ from .modulation import ST_DESIGNS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_focal_config", "validate_focal_config", "model_kwargs_from_cfg", "variant_of"]
+__all__ = ["INPUT_PIPELINE", "add_focal_config", "validate_focal_config", "model_kwargs_from_cfg",
+           "variant_of"]
+
+# The official input pipeline (TalalWasim/Video-FocalNets, datasets/build.py and
+# datasets/pipeline.py), as config values; engine.config fills them where a config is silent.
+INPUT_PIPELINE = {
+    "DATA.DECODER": "decord",  # DecordInit/DecordDecode, pipeline.py:1794-1846
+    "DATA.SAMPLING": "segment",  # SampleFrames (TSN), build.py:268, 307, 320
+    "DATA.RESIZE_ROUNDING": "half_up",  # Resize -> mmcv.rescale_size: int(side * f + 0.5)
+    "AUG.TRAIN_RESIZE_SCALE": 256 / 224,  # Resize(scale=(-1, int(256/224*S))), build.py:264, 270
+    "AUG.RANDAUG_POSITION": "after_crop",  # no RandAugment in the official pipeline
+    "AUG.RANDAUG_INTERPOLATION": "random",
+    "TEST.RESIZE_SCALE": 256 / 224,  # one crop: Resize(-1, 256) + CenterCrop, build.py:309-310
+    "TEST.THREE_CROP": "mmaction",  # ThreeCrop: left, right at 2*((W-S)//2), middle, 1509-1525
+}
 
 
 def add_focal_config(cfg: CN) -> None:

@@ -11,7 +11,7 @@ import timm
 import torch
 
 from .checkpoint import load_pretrained
-from .config import add_focal_config, model_kwargs_from_cfg, validate_focal_config
+from .config import INPUT_PIPELINE, add_focal_config, model_kwargs_from_cfg, validate_focal_config
 from .model import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VideoFocalNet
 from .modulation import ST_DESIGNS
 from .pretrained import set_weights_locator
@@ -78,6 +78,10 @@ class VideoFocalNetFamily:
 
     def normalization(self, cfg):
         return IMAGENET_MEAN, IMAGENET_STD
+
+    def input_pipeline(self, cfg) -> dict:
+        """The official pipeline's config values (video_focalnet/config.py INPUT_PIPELINE)."""
+        return dict(INPUT_PIPELINE)
 
     def visual_taps(self, model: VideoFocalNet, method: str, stage: int | None = None) -> dict:
         """The modules a visualisation hooks, in the last block of ``stage`` (default: the last

@@ -9,7 +9,22 @@ from __future__ import annotations
 from yacs.config import CfgNode as CN
 
 __all__ = ["add_vita_config", "validate_vita_config", "model_kwargs_from_cfg",
-           "uses_precomputed_text", "CONSTRUCTOR_ARGS", "PROMPT_POSITIONS"]
+           "uses_precomputed_text", "CONSTRUCTOR_ARGS", "PROMPT_POSITIONS", "INPUT_PIPELINE"]
+
+# The official input pipeline (TalalWasim/Vita-CLIP, video_dataset/dataset.py and dataloader.py
+# with train_scripts/k400_train.sh), as config values; engine.config fills them where a config
+# is silent.
+INPUT_PIPELINE = {
+    "DATA.DECODER": "pyav",  # av.open + decode every frame, keyed by pts, dataset.py:56-61
+    "DATA.SAMPLING": "dense",  # strided clips: test dataset.py:113-128, train 155-168
+    "DATA.FRAME_INTERVAL": 16,  # --sampling_rate default, dataloader.py:32
+    "DATA.RESIZE_ROUNDING": "floor",  # W * 224 // H, dataset.py:94-99
+    "AUG.TRAIN_RESIZE_SCALE": 0.0,  # random_resized_crop on the decoded frame, dataset.py:80-84
+    "AUG.RANDAUG_POSITION": "before_crop",  # RandAugment on whole frames first, dataset.py:68-78
+    "AUG.RANDAUG_INTERPOLATION": "bicubic",  # --interpolation default, dataloader.py:49
+    "TEST.RESIZE_SCALE": 1.0,  # short side 224, then the centre crop, dataset.py:94-103, 131-137
+    "TEST.THREE_CROP": "slowfast",  # crops at 0, m // 2, m along the long side, dataset.py:139-149
+}
 
 PROMPT_POSITIONS = ("front", "middle", "end")
 

@@ -10,7 +10,7 @@ import math
 import torch
 
 from .build import BENCHMARK_NAMES, benchmark_models, build_model
-from .config import add_vita_config, validate_vita_config
+from .config import INPUT_PIPELINE, add_vita_config, validate_vita_config
 
 __all__ = ["FAMILY", "VitaCLIPFamily", "CLIP_MEAN", "CLIP_STD"]
 
@@ -41,6 +41,10 @@ class VitaCLIPFamily:
 
     def normalization(self, cfg):
         return CLIP_MEAN, CLIP_STD
+
+    def input_pipeline(self, cfg) -> dict:
+        """The official pipeline's config values (vita_clip/config.py INPUT_PIPELINE)."""
+        return dict(INPUT_PIPELINE)
 
     def visual_taps(self, model, method: str, stage: int | None = None) -> dict:
         """``gradcam``: ``features`` = the output of vision block ``stage`` (default: the last),

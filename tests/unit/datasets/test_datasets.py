@@ -111,27 +111,46 @@ def test_segment_train_branches():
 
 def test_segment_test_centres_and_multi_clip():
     n, t = 100, 8
-    avg = n / t
-    assert segment_test_indices(n, t).tolist() == [int(i * avg + avg / 2) for i in range(t)]
-    views = multi_view_indices(n, t, num_clips=4, sampling="segment")
-    assert len(views) == 4
-    for k, v in enumerate(views):  # clip k sits at fraction (k + 0.5) / 4 of each segment
-        assert v.tolist() == [int(i * avg + avg * (k + 0.5) / 4) for i in range(t)]
-    # deterministic
-    assert all(np.array_equal(a, b) for a, b in zip(views, multi_view_indices(n, t, 4)))
-    assert segment_test_indices(3, 8).max() < 3
+    for ori_len in (1, 4):  # one clip: the official test-mode centres over n - ori_len + 1
+        avg = (n - ori_len + 1) / t
+        assert segment_test_indices(n, t, ori_len).tolist() == \
+            [int(i * avg + avg / 2) for i in range(t)]
+    assert segment_test_indices(3, 8, 4).tolist() == [0] * 8  # shorter than ori_len - 1
+    for n in list(range(1, 40)) + [100, 131, 250, 251]:
+        views = multi_view_indices(n, t, num_clips=4, sampling="segment")
+        assert len(views) == 4
+        avg = n // t
+        for v in views:
+            if avg > 0:  # inside the official draw's range [k*avg, k*avg + avg - 1]
+                k = np.arange(t)
+                assert np.all((k * avg <= v) & (v <= k * avg + avg - 1)), (n, v)
+            else:  # shorter than t frames: the official deterministic rounding (half to even)
+                expected = np.around(np.arange(t) * (n / t)).astype(int) % n  # then loop
+                assert v.tolist() == expected.tolist()
+        if avg >= 4:  # the clips take distinct offsets, spread over the segment
+            assert len({int(v[0]) for v in views}) == 4
+        assert all(np.array_equal(a, b) for a, b in zip(views, multi_view_indices(n, t, 4)))
+    assert multi_view_indices(100, t, 1)[0].tolist() == segment_test_indices(100, t, 1).tolist()
 
 
 def test_dense_sampling():
-    for seed in range(10):
-        idx = sample_dense_indices(200, 8, 16, _gen(seed))
-        assert np.all(np.diff(idx) == 16) and 0 <= idx[0] < 200 - 113
-    short = sample_dense_indices(50, 8, 16, _gen(0))  # span 113 > 50: clamp to the last frame
-    assert short.tolist() == [0, 16, 32, 48, 49, 49, 49, 49]
-    assert dense_test_starts(213, 8, 16, 3) == [0, 50, 100]
+    starts = set()
+    for seed in range(60):  # start uniform in [0, n - span], both ends included (official)
+        idx = sample_dense_indices(120, 8, 16, _gen(seed))
+        assert np.all(np.diff(idx) == 16) and 0 <= idx[0] <= 120 - 113
+        starts.add(int(idx[0]))
+    assert starts == set(range(8))
+    # training clip longer than the video: the last index that fits repeats (official)
+    assert sample_dense_indices(50, 8, 16, _gen(0)).tolist() == [0, 16, 32, 48, 48, 48, 48, 48]
+    # test: slide = n - span, starts round(slide / 2 * i) half to even, one clip slide // 2
+    assert dense_test_starts(250, 8, 16, 3) == [0, 68, 137]
+    assert dense_test_starts(132, 8, 16, 3) == [0, 10, 19]
     assert dense_test_starts(213, 8, 16, 1) == [50]
     views = multi_view_indices(213, 8, 3, sampling="dense", interval=16)
     assert [v[0] for v in views] == [0, 50, 100] and views[2][-1] == 212
+    # a test clip longer than the video repeats the video's last frame (official padding)
+    short = multi_view_indices(50, 8, 1, sampling="dense", interval=16)[0]
+    assert short.tolist() == [0, 16, 32, 48, 49, 49, 49, 49]
 
 
 # ------------------------------------------------------------------------------------------------

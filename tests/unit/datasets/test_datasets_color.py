@@ -10,7 +10,7 @@ import torchvision.transforms.functional as TF
 from datasets.color import (HUE, JitterDraw, draw_jitter, from_planar, grayscale_planar_,
                             jitter_planar_, normalize_planar_, normalized_frames, to_planar)
 from datasets.transforms import (IMAGENET_MEAN, IMAGENET_STD, color_jitter_clip,
-                                 random_resized_crop_box, resize_size, train_transform)
+                                 random_resized_crop_box, resized_shape, train_transform)
 from datasets.video_dataset import item_generator
 from engine.config import get_cfg
 
@@ -94,9 +94,7 @@ def _per_op_train_transform(frames, cfg, generator, mean, std):
     size, aug = cfg.DATA.INPUT_SIZE, cfg.AUG
     clip = frames.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
     h, w = clip.shape[-2:]
-    short = resize_size(size)
-    out = (short, max(1, int(round(w * short / h)))) if h <= w else \
-        (max(1, int(round(h * short / w))), short)
+    out = resized_shape(h, w, int(aug.TRAIN_RESIZE_SCALE * size), cfg.DATA.RESIZE_ROUNDING)
     clip = F.interpolate(clip, size=out, mode="bilinear", align_corners=False, antialias=False)
     top, left, ch, cw = random_resized_crop_box(*clip.shape[-2:], tuple(aug.SCALE),
                                                 tuple(aug.RATIO), generator)

@@ -191,9 +191,10 @@ def test_frame_folders(tmp_path):
     cfg = make_cfg(tmp_path, DECODER="frames", INPUT_SIZE=16)
     views, label, _ = build_dataset(cfg, "val")[1]
     assert views.shape == (1, 4, 3, 16, 16) and label == 1
-    # segment centres of 5 frames in 4 segments: int(1.25 * i + 0.625) = 0, 1, 3, 4
+    # one test clip: segment centres over n - AUG.FRAME_INTERVAL + 1 frames (the official
+    # single-clip val sampler): avg (5 - 2 + 1) / 4 = 1, int(i + 0.5) = 0, 1, 2, 3
     means = views[0, :, 0].mean(dim=(1, 2)) * 0.229 + 0.485
-    assert (means * 255).round().tolist() == pytest.approx([1, 41, 121, 161], abs=2)
+    assert (means * 255).round().tolist() == pytest.approx([1, 41, 81, 121], abs=2)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -64,6 +64,10 @@ class ToyFamily:
     def normalization(self, cfg):
         return (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
+    def input_pipeline(self, cfg):
+        # its own test geometry: crop the frame as it is, three crops flush with the edges
+        return {"DATA.DECODER": "frames", "TEST.RESIZE_SCALE": 1.0, "TEST.THREE_CROP": "edge"}
+
     def example_input(self, cfg, batch_size=1):
         size = int(cfg.DATA.IMG_SIZE)
         return torch.zeros(batch_size, int(cfg.DATA.NUM_FRAMES), 3, size, size)
