@@ -13,6 +13,7 @@ from .registry import model_family
 __all__ = ["build_model", "config_class_names", "check_class_count", "build_model_without_init",
            "unwrap_model", "count_parameters", "param_groups", "is_no_decay",
            "scaled_learning_rates", "build_optimizer", "reference_cosine_lr", "build_scheduler",
+           "total_updates", "training_epochs",
            "build_criterion", "amp_dtype", "slow_bf16_warning", "build_grad_scaler", "wrap_model"]
 
 
@@ -219,11 +220,27 @@ def reference_cosine_lr(t: int, total: int, warmup: int, base: float, warmup_lr:
     return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t / total))
 
 
+def total_updates(cfg, steps_per_epoch: int) -> int:
+    """Optimiser updates of the whole run: TRAIN.TOTAL_STEPS when set (a step-based recipe such
+    as Vita-CLIP's 30,000), else TRAIN.EPOCHS * steps_per_epoch."""
+    if cfg.TRAIN.TOTAL_STEPS > 0:
+        return int(cfg.TRAIN.TOTAL_STEPS)
+    return max(1, int(cfg.TRAIN.EPOCHS * steps_per_epoch))
+
+
+def training_epochs(cfg, steps_per_epoch: int) -> int:
+    """Passes over the training set: TRAIN.EPOCHS, or as many as TRAIN.TOTAL_STEPS updates need
+    (the last one stops at the last update)."""
+    if cfg.TRAIN.TOTAL_STEPS > 0:
+        return math.ceil(cfg.TRAIN.TOTAL_STEPS / max(1, steps_per_epoch))
+    return int(cfg.TRAIN.EPOCHS)
+
+
 def build_scheduler(cfg, optimizer, steps_per_epoch: int, world_size: int = 1):
-    """timm scheduler (t_in_epochs=False) over EPOCHS * steps_per_epoch optimiser updates."""
+    """timm scheduler (t_in_epochs=False) over ``total_updates`` optimiser updates."""
     from timm.scheduler import CosineLRScheduler, PolyLRScheduler, StepLRScheduler
     lrs = scaled_learning_rates(cfg, world_size)
-    total = max(1, int(cfg.TRAIN.EPOCHS * steps_per_epoch))
+    total = total_updates(cfg, steps_per_epoch)
     warmup = int(cfg.TRAIN.WARMUP_EPOCHS * steps_per_epoch)
     name = cfg.TRAIN.LR_SCHEDULER.NAME
     if name == "cosine":

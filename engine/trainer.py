@@ -24,7 +24,7 @@ from datasets.fileio import atomic_write_text, remove_stale_temp_files
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,
                     build_scheduler, count_parameters, scaled_learning_rates,
-                    slow_bf16_warning, wrap_model)
+                    slow_bf16_warning, total_updates, training_epochs, wrap_model)
 from .checkpoint import (FORMAT, CheckpointError, build_checkpoint, capture_rng_state,
                          find_resume_checkpoint, load_model_weights, restore_rng_state, safe_load,
                          save_checkpoint)
@@ -156,11 +156,12 @@ def _optimizer_step(cfg, optimizer, scaler, params, epoch, index, num_iters,
 
 def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler, criterion,
                     device: torch.device, state: TrainState, mixup=None, tb=None, log=None,
-                    show_progress: bool = True) -> dict:
+                    show_progress: bool = True, max_updates: int | None = None) -> dict:
     """One pass over `loader` with accumulation, AMP, clipping and the NaN policy.
 
     The LR for update t (global index from 0) is set by ``scheduler.step_update(t)`` before the
     update; t runs over optimiser updates, EPOCHS * ceil(len(loader) / ACCUMULATION_STEPS).
+    With ``max_updates`` (TRAIN.TOTAL_STEPS) the pass stops before update ``max_updates``.
     A compiled ``model`` (engine.compile) sees one batch shape (smaller batches are padded) and
     its compile time is logged and returned as ``compile_s``, outside the iteration times.
     """
@@ -192,6 +193,8 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
         group_size = min(accum, num_iters - group_start)
         last_micro = index + 1 == group_start + group_size
         update = epoch * steps_per_epoch + index // accum
+        if max_updates is not None and update >= max_updates:
+            break  # a step-based run ends inside its last pass over the data
         if index == group_start:
             scheduler.step_update(update)
         target = label
@@ -257,7 +260,7 @@ def train_one_epoch(cfg, model: nn.Module, loader, optimizer, scheduler, scaler,
     progress.close()
     elapsed = time.time() - epoch_start
     compiling = clock.seconds - compile_start
-    return {"epoch": epoch, "loss": loss_sum / max(loss_count, 1), "iterations": num_iters,
+    return {"epoch": epoch, "loss": loss_sum / max(loss_count, 1), "iterations": state.batch,
             "time_s": elapsed, "compile_s": compiling,
             "clips_per_s": clips / max(elapsed - compiling, 1e-9),
             "lr": optimizer.param_groups[0]["lr"],
@@ -363,7 +366,7 @@ def train(cfg) -> dict:
     if cfg.EVAL_MODE:
         checkpoint = cfg.MODEL.RESUME or os.path.join(cfg.OUTPUT, "best.pth")
         return test(cfg, checkpoint)
-    if cfg.TRAIN.EPOCHS < 1:
+    if cfg.TRAIN.EPOCHS < 1 and cfg.TRAIN.TOTAL_STEPS < 1:
         raise ConfigError(f"key TRAIN.EPOCHS: {cfg.TRAIN.EPOCHS} epochs leave nothing to train; "
                           f"set it to 1 or more (to evaluate a checkpoint use tools/test.py)")
     dist_info = du.init_distributed(cfg)
@@ -425,13 +428,17 @@ def _train_locked(cfg, dist_info) -> dict:
     criterion = build_criterion(cfg, mixup)
     optimizer = build_optimizer(cfg, model, dist_info.world_size)
     steps_per_epoch = math.ceil(len(train_loader) / max(1, cfg.TRAIN.ACCUMULATION_STEPS))
+    num_epochs = training_epochs(cfg, steps_per_epoch)
+    max_updates = total_updates(cfg, steps_per_epoch) if cfg.TRAIN.TOTAL_STEPS > 0 else None
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch, dist_info.world_size)
     scaler = build_grad_scaler(cfg, dist_info.device)
     lrs = scaled_learning_rates(cfg, dist_info.world_size)
     logger.info("lr %.3e, warmup lr %.3e, min lr %.3e (scaled: %s; global batch %d x %d "
-                "accumulation), %d updates per epoch, AMP %s", lrs["base_lr"], lrs["warmup_lr"],
-                lrs["min_lr"], cfg.TRAIN.SCALE_LR, cfg.DATA.BATCH_SIZE * dist_info.world_size,
-                max(1, cfg.TRAIN.ACCUMULATION_STEPS), steps_per_epoch, cfg.TRAIN.AMP)
+                "accumulation), %d updates per epoch, %d updates in %d epochs%s, AMP %s",
+                lrs["base_lr"], lrs["warmup_lr"], lrs["min_lr"], cfg.TRAIN.SCALE_LR,
+                cfg.DATA.BATCH_SIZE * dist_info.world_size, max(1, cfg.TRAIN.ACCUMULATION_STEPS),
+                steps_per_epoch, total_updates(cfg, steps_per_epoch), num_epochs,
+                " (TRAIN.TOTAL_STEPS)" if max_updates else "", cfg.TRAIN.AMP)
     slow_bf16 = slow_bf16_warning(cfg, dist_info.device)
     if slow_bf16:
         logger.warning(slow_bf16)
@@ -449,12 +456,13 @@ def _train_locked(cfg, dist_info) -> dict:
                            resume_path, resume_ckpt)
     del resume_ckpt
     summary = {"max_accuracy": state.max_accuracy, "last_metrics": None,
-               "epochs": cfg.TRAIN.EPOCHS, "iterations": state.iteration,
+               "epochs": num_epochs, "iterations": state.iteration,
                "skipped_steps": state.skipped_steps, "output": os.path.abspath(cfg.OUTPUT)}
-    if state.epoch >= cfg.TRAIN.EPOCHS:
-        logger.warning("nothing to train: %s already holds epoch %d of TRAIN.EPOCHS %d; raise "
-                       "TRAIN.EPOCHS to train on, or choose another OUTPUT. No file was changed.",
-                       resumed_from or cfg.OUTPUT, state.epoch - 1, cfg.TRAIN.EPOCHS)
+    if state.epoch >= num_epochs:
+        key = "TRAIN.TOTAL_STEPS" if max_updates else "TRAIN.EPOCHS"
+        logger.warning("nothing to train: %s already holds epoch %d of %d (%s); raise %s to "
+                       "train on, or choose another OUTPUT. No file was changed.",
+                       resumed_from or cfg.OUTPUT, state.epoch - 1, num_epochs, key, key)
         return summary
     _start_run_files(cfg, dist_info, state, resumed_from)
 
@@ -463,12 +471,12 @@ def _train_locked(cfg, dist_info) -> dict:
     config_yaml = cfg.dump()
     last_metrics = None
     try:
-        for epoch in range(state.epoch, cfg.TRAIN.EPOCHS):
+        for epoch in range(state.epoch, num_epochs):
             state.epoch, state.batch = epoch, 0
             _loader_set_epoch(train_loader, epoch)
             stats = train_one_epoch(cfg, train_net, train_loader, optimizer, scheduler, scaler,
                                     criterion, dist_info.device, state, mixup=mixup, tb=tb,
-                                    log=log)
+                                    log=log, max_updates=max_updates)
             stats["bad_videos"] = _bad_videos(train_loader)
             logger.info("epoch %d: loss %.4f, %.1f clips/s, %.0fs, lr %.3e, %d bad videos, "
                         "%d skipped updates", epoch, stats["loss"], stats["clips_per_s"],
@@ -477,7 +485,7 @@ def _train_locked(cfg, dist_info) -> dict:
                         "bad_videos": stats["bad_videos"], "memory_mb": stats["memory_mb"]},
                        epoch, prefix="epoch/")
             log.write({"type": "train_epoch", **stats})
-            last_epoch = epoch + 1 == cfg.TRAIN.EPOCHS
+            last_epoch = epoch + 1 == num_epochs
             is_best = False
             if (epoch + 1) % cfg.TRAIN.EVAL_FREQ == 0 or last_epoch:
                 result = evaluate(eval_net, val_loader, dist_info.device, amp=amp_dtype(cfg),

@@ -269,6 +269,33 @@ def test_train_then_test_in_process_writes_every_file(tmp_path):
     assert torch.load(out / "latest.pth", weights_only=True)["iteration"] == 6
 
 
+def test_total_steps_ends_inside_the_last_epoch_with_the_cosine_over_those_steps(tmp_path):
+    """TRAIN.TOTAL_STEPS 3 with 2 updates per epoch: two epochs, the second stops after one
+    update; the LR follows torch's CosineAnnealingLR over the 3 steps (Vita-CLIP's recipe)."""
+    opts = tiny_focal_cfg(tmp_path, **{"TRAIN.TOTAL_STEPS": 3, "TRAIN.WARMUP_EPOCHS": 0,
+                                       "TRAIN.MIN_LR": 0.0, "TRAIN.SCALE_LR": False,
+                                       "TRAIN.BASE_LR": 0.01, "TRAIN.EPOCHS": 1})
+    summary = train(load_cfg(None, opts))
+    out = tmp_path / "out"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "train_iter"]
+    assert [(r["epoch"], r["update"]) for r in steps] == [(0, 0), (0, 1), (1, 2)]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3)
+    for record in steps:
+        assert record["lr"] == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
+        optimizer.step()
+        cosine.step()
+    assert summary["iterations"] == 3 and summary["epochs"] == 2
+    ckpt = torch.load(out / "latest.pth", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["iteration"] == 3
+    assert [r["epoch"] for r in records if r["type"] == "val"] == [0, 1]
+    # run again: the run is complete, nothing is trained or written
+    before = (out / "metrics.jsonl").read_text()
+    assert train(load_cfg(None, opts))["iterations"] == 3
+    assert (out / "metrics.jsonl").read_text() == before
+
+
 def test_errors_come_before_any_work(tmp_path):
     missing = load_cfg(None, tiny_focal_cfg(tmp_path, **{"MODEL.RESUME": str(tmp_path / "x.pth")}))
     with pytest.raises(FileNotFoundError, match="x.pth does not exist"):
