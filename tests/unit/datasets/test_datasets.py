@@ -273,3 +273,55 @@ def test_build_mixup_video_cutmix_same_box_all_frames():
     assert torch.allclose(target.sum(1), torch.ones(4))
     cfg.AUG.MIXUP, cfg.AUG.CUTMIX = 0.0, 0.0
     assert build_mixup(cfg) is None
+
+
+@pytest.mark.parametrize("position, resize_scale", [("after_crop", 256 / 224),
+                                                    ("before_crop", 0.0)])
+def test_train_order_follows_the_pipeline_keys(monkeypatch, position, resize_scale):
+    """Video-FocalNet: resize the short side to int(256/224 * S), crop, then (if any) RandAugment
+    on the crop. Vita-CLIP: RandAugment (bicubic) on the decoded frames, then the random resized
+    crop drawn on the decoded frame size."""
+    import datasets.transforms as transforms
+    seen = {}
+    real_box = transforms.random_resized_crop_box
+
+    def box(height, width, *args):
+        seen["crop_drawn_on"] = (height, width)
+        return real_box(height, width, *args)
+
+    def randaug(clip, config_str, generator, interpolation="random"):
+        seen.setdefault("randaug", []).append((tuple(clip.shape[-2:]), interpolation))
+        return clip
+
+    monkeypatch.setattr(transforms, "random_resized_crop_box", box)
+    monkeypatch.setattr(transforms, "rand_augment_clip", randaug)
+    cfg = _cfg(AUTO_AUGMENT="rand-m7-n4-mstd0.5-inc1", RANDAUG_POSITION=position,
+               TRAIN_RESIZE_SCALE=resize_scale, RANDAUG_INTERPOLATION="bicubic",
+               COLOR_JITTER=0.0, GRAY_SCALE=0.0, FLIP_RATIO=0.0)
+    frames = torch.randint(0, 255, (4, 40, 60, 3), dtype=torch.uint8)
+    video, _ = transforms.train_transform(frames, cfg, _gen(0), (0.5,) * 3, (0.25,) * 3)
+    assert video.shape == (4, 3, 32, 32)
+    if position == "before_crop":
+        assert seen["randaug"] == [((40, 60), "bicubic")]
+        assert seen["crop_drawn_on"] == (40, 60)
+    else:  # 32 * 256 / 224 = 36 on the short side, 60 * 36 / 40 + 0.5 -> 54 on the long one
+        assert seen["crop_drawn_on"] == (36, 54)
+        assert seen["randaug"] == [((32, 32), "bicubic")]
+
+
+def test_three_crop_layouts_and_resize_rounding():
+    from datasets.transforms import resized_shape, three_crop_offsets
+    # 4:3 video: W - S is odd after the resize to short side 224 (299 x 224)
+    assert resized_shape(240, 320, 224, "half_up") == (224, 299)
+    assert resized_shape(144, 176, 224, "half_up") == (224, 274)  # 273.8 + 0.5
+    assert resized_shape(144, 176, 224, "floor") == (224, 273)
+    assert resized_shape(176, 144, 224, "floor") == (273, 224)  # portrait
+    margin = 299 - 224
+    assert [l for _, l in three_crop_offsets(224, 299, 224, "mmaction")] == \
+        [0, 2 * (margin // 2), margin // 2]  # right crop one pixel short of the edge
+    assert [l for _, l in three_crop_offsets(224, 299, 224, "edge")] == [0, margin, margin // 2]
+    assert [l for _, l in three_crop_offsets(224, 299, 224, "slowfast")] == \
+        [0, margin // 2, margin]
+    assert [t for t, _ in three_crop_offsets(300, 224, 224, "mmaction")] == [0, 76, 38]
+    with pytest.raises(ValueError, match="three-crop layout"):
+        three_crop_offsets(224, 299, 224, "diagonal")
