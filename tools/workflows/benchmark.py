@@ -402,8 +402,9 @@ def run_model_benchmark(args) -> dict[str, Any]:
                            "peak_mem_mb": round(s["mem_after"], 1),
                            "peak_mem_growth_mb": round(s["mem_after"] - s["mem_before"], 1)}
                     gflop = work.get(name, work["ours"])
+                    # 4 significant digits: a tiny model on a loaded machine runs below 1 GFLOP/s
                     row.update(gflop=round(gflop, 2),
-                               gflops_per_s=round(gflop / s["best_s"], 1))
+                               gflops_per_s=float(f"{gflop / s['best_s']:.4g}"))
                     if "roofline" in result:
                         peak = result["roofline"][dtype]["gemm_gflops_per_s"]
                         row["fraction_of_gemm_peak"] = round(row["gflops_per_s"] / peak, 3)
