@@ -33,8 +33,16 @@ def _read_lines(path: str) -> list[str]:
         raise AnnotationError("no annotation file given (set DATA.TRAIN_FILE / DATA.VAL_FILE)")
     if not os.path.isfile(path):
         raise AnnotationError(f"{path}: annotation file not found")
-    with open(path, "r", encoding="utf-8-sig") as f:
-        return f.read().splitlines()
+    try:
+        with open(path, "r", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not a text file (byte {err.start} is not UTF-8); give "
+                              f"a list or class file with one entry per line") from None
+    if "\x00" in text:  # UTF-16 or a binary that happens to decode
+        raise AnnotationError(f"{path}: not a text file (it holds NUL bytes); give a list or "
+                              f"class file with one entry per line, saved as UTF-8")
+    return text.splitlines()
 
 
 def numbered_lines(path: str) -> list[tuple[int, str]]:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
+import os
 
 import torch
 import torch.nn as nn
@@ -10,7 +12,8 @@ import torch.nn as nn
 from .config import ConfigError
 from .registry import model_family
 
-__all__ = ["build_model", "config_class_names", "check_class_count", "build_model_without_init",
+__all__ = ["build_model", "config_class_names", "check_class_count", "checkpoint_class_names",
+           "check_checkpoint_classes", "build_model_without_init",
            "unwrap_model", "count_parameters", "param_groups", "is_no_decay",
            "scaled_learning_rates", "build_optimizer", "reference_cosine_lr", "build_scheduler",
            "total_updates", "training_epochs",
@@ -22,7 +25,9 @@ def build_model(cfg, class_names=None) -> nn.Module:
 
     The registered family of MODEL.TYPE builds it (engine/registry.py); ``class_names`` are
     passed to it as they are (the engine reads them from the config's class list when None).
-    Model-zoo names in the family's ``weight_keys`` become local files first (engine/zoo.py).
+    Model-zoo names in the family's ``weight_keys`` become local files first (engine/zoo.py),
+    except with ``EVAL_MODE``: then every weight comes from a checkpoint loaded afterwards, and
+    initialisation files are neither resolved, downloaded nor read.
     """
     try:
         family = model_family(cfg.MODEL.TYPE)
@@ -31,8 +36,9 @@ def build_model(cfg, class_names=None) -> nn.Module:
     if class_names is None:
         class_names = config_class_names(cfg)
         check_class_count(cfg, class_names)
-    from .zoo import resolve_config_weights  # weights given by model-zoo name -> cached file
-    cfg = resolve_config_weights(cfg, getattr(family, "weight_keys", ()))
+    if not cfg.EVAL_MODE:  # evaluation reads no init weights: never resolve (fetch) them
+        from .zoo import resolve_config_weights  # weights given by zoo name -> cached file
+        cfg = resolve_config_weights(cfg, getattr(family, "weight_keys", ()))
     try:
         return family.build(cfg, class_names)
     except ValueError as err:  # families say "key X: what is wrong; what to do"
@@ -94,6 +100,61 @@ def config_class_names(cfg) -> list[str] | None:
         raise ConfigError(f"key DATA.LABEL_LIST: {err}") from None
     except KeyError:  # a layout registered after the config was validated
         return None
+
+
+def checkpoint_class_names(ckpt: dict) -> list[str] | None:
+    """The class names a checkpoint's head was trained on, in order: its ``class_names`` (our
+    checkpoints since they record them), else the class file its stored config names, when
+    that file can still be read; None when unknown."""
+    names = ckpt.get("class_names")
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return list(names)
+    import yaml
+
+    import datasets
+    from .checkpoint import checkpoint_to_cfg_yaml
+    try:
+        stored = yaml.safe_load(checkpoint_to_cfg_yaml(ckpt) or "") or {}
+        label_list = (stored.get("DATA") or {}).get("LABEL_LIST")
+    except (yaml.YAMLError, AttributeError):
+        return None
+    if not isinstance(label_list, str) or not label_list or not os.path.isfile(label_list):
+        return None
+    try:
+        return list(datasets.read_class_names(label_list))
+    except (OSError, ValueError):
+        return None
+
+
+def check_checkpoint_classes(cfg, ckpt: dict, model: nn.Module, source: str) -> None:
+    """Refuse a config whose class list differs (names or order) from the one the checkpoint's
+    classifier head was trained on: every prediction would carry another class's name. A model
+    that scores against text (``encode_text``) takes any class list; TEST.OVERRIDE_CHECKPOINT_
+    CLASSES True accepts the difference on purpose."""
+    if callable(getattr(unwrap_model(model), "encode_text", None)):
+        return
+    stored = checkpoint_class_names(ckpt)
+    wanted = config_class_names(cfg)
+    if stored is None or wanted is None or list(stored) == list(wanted):
+        return
+    if cfg.TEST.OVERRIDE_CHECKPOINT_CLASSES:
+        logging.getLogger(__name__).warning(
+            "the class list of the config differs from the one %s was trained on; used as "
+            "given (TEST.OVERRIDE_CHECKPOINT_CLASSES True)", source)
+        return
+    source_list = (f"DATA.LABEL_LIST {cfg.DATA.LABEL_LIST}" if cfg.DATA.LABEL_LIST else
+                   f"the bundled class list of DATA.DATASET {cfg.DATA.DATASET}")
+    if sorted(stored) == sorted(wanted):
+        first = next(i for i, (a, b) in enumerate(zip(stored, wanted)) if a != b)
+        what = (f"the same names in another order (class {first} is {wanted[first]!r} there, "
+                f"{stored[first]!r} in the checkpoint)")
+    else:
+        other = sorted(set(wanted) - set(stored)) or sorted(set(stored) - set(wanted))
+        what = f"other names (e.g. {other[0]!r} is in only one of them)"
+    raise ConfigError(f"{source_list} has {what} than the {len(stored)} classes {source} was "
+                      f"trained on, which would relabel its predictions; use the training "
+                      f"class list, or --opts TEST.OVERRIDE_CHECKPOINT_CLASSES True to use "
+                      f"this one anyway")
 
 
 def build_model_without_init(cfg, class_names=None) -> nn.Module:

@@ -179,6 +179,10 @@ _C.TEST.ONLY_TEST = False  # informational (official key)
 _C.TEST.BATCH_SIZE = 2  # videos per process in evaluation
 _C.TEST.BAD_VIDEO_POLICY = "exclude"  # exclude: unreadable videos left out of metrics, listed; fail: stop
 _C.TEST.COMPILE = "off"  # torch.compile of evaluation: off, default, reduce-overhead, max-autotune
+# The class list of DATA.LABEL_LIST / the dataset may differ (names or order) from the one a
+# checkpoint was trained with only when this is True: otherwise such a run is refused, as it
+# would relabel every prediction of a fixed classifier head
+_C.TEST.OVERRIDE_CHECKPOINT_CLASSES = False
 
 # ---------------------------------------------------------------------------------------------
 # Distributed (what torchrun does not already carry)

@@ -12,8 +12,8 @@ HTTP needed is small: one GET with a ``Range`` header, a look at the status and 
   later run) asks for ``Range: bytes=<have>-`` and appends; a server that ignores the range
   (status 200) makes it start again from byte 0;
 * on completion the part file is fsynced, checked (size, sha256) and renamed onto ``dest``; a
-  checksum mismatch deletes the part file and raises ``ChecksumError`` -- nothing half-checked
-  ever carries the final name;
+  checksum mismatch moves the part file aside (``<dest>.part.mismatch-<sha>``) and raises
+  ``ChecksumError`` -- nothing half-checked ever carries the final name;
 * an HTML answer where a file was expected is read as Google Drive's "can't scan this file for
   viruses" page: its download form (or ``confirm=`` link) gives the real file URL;
 * a ``<dest>.lock`` file lock keeps two processes (e.g. the ranks of one ``torchrun`` job) from
@@ -37,7 +37,7 @@ from datasets.fileio import fsync_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DownloadError", "ChecksumError", "fetch_url", "copy_file", "sha256_of",
+__all__ = ["DownloadError", "ChecksumError", "fetch_url", "copy_file", "sha256_of", "move_aside",
            "drive_confirmation_url", "PART_SUFFIX"]
 
 PART_SUFFIX = ".part"  # unfinished download, kept on purpose so that the next run resumes it
@@ -81,6 +81,14 @@ def _locked(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def move_aside(path: str, digest: str) -> str:
+    """Rename a file whose checksum does not match to ``<path>.mismatch-<digest[:16]>`` (kept,
+    not deleted: the expectation may be what is wrong); returns the new name."""
+    aside = f"{path}.mismatch-{digest[:16]}"
+    os.replace(path, aside)
+    return aside
+
+
 def _finish(part: str, dest: str, sha256: str | None, size: int | None, source: str) -> str:
     """Check the complete part file and give it its final name (atomically)."""
     have = os.path.getsize(part)
@@ -90,9 +98,10 @@ def _finish(part: str, dest: str, sha256: str | None, size: int | None, source: 
     if sha256:
         actual = sha256_of(part)
         if actual != sha256.lower():
-            os.remove(part)
+            aside = move_aside(part, actual)
             raise ChecksumError(f"checksum mismatch for {os.path.basename(dest)} from {source}: "
-                                f"sha256 {actual}, expected {sha256}; the file was deleted")
+                                f"sha256 {actual}, expected {sha256}; the file is kept as "
+                                f"{aside}")
     os.replace(part, dest)
     fsync_dir(os.path.dirname(os.path.abspath(dest)))
     return dest

@@ -23,9 +23,11 @@ import torch.nn as nn
 from datasets.fileio import atomic_write_bytes, atomic_write_text
 
 from . import distributed as du
-from .build import amp_dtype, build_model_without_init, slow_bf16_warning, unwrap_model
+from .build import amp_dtype, build_model_without_init, check_checkpoint_classes, \
+    slow_bf16_warning, unwrap_model
 from .checkpoint import ensure_writable_dir, load_model_weights, safe_load
 from .compile import StaticBatch, compile_clock, compile_model, is_compiled
+from .guards import no_empty_folders_on_failure, require_finite
 from .logging import Progress, config_hash, setup_logging, start_log_file
 from .metrics import classification_metrics
 
@@ -152,6 +154,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | 
                            f"{expected}: the val/test loader must not drop or pad samples")
     bad = sorted({int(i) for p in parts for i in p["bad"]})
     readable = ~torch.isin(all_indices, torch.tensor(bad, dtype=torch.long))
+    # NaN scores would still rank (argmax of NaN is 0) into a plausible accuracy: refuse them,
+    # on every rank alike (the gathered scores are the same everywhere)
+    require_finite(all_scores[readable], "probabilities", f"evaluation ({desc})")
     metrics = classification_metrics(all_scores[readable], all_labels[readable],
                                      all_scores.shape[1])
     metrics["views"] = next((p["views"] for p in parts if p["views"]), None)
@@ -275,13 +280,14 @@ def test(cfg, checkpoint: str | None) -> dict:
         raise ValueError("no checkpoint given: pass --checkpoint PATH (or --resume PATH with "
                          "--eval)")
     dist_info = du.init_distributed(cfg)
-    check_before_work(cfg, checkpoint)
-    lock = lock_output(cfg.OUTPUT, dist_info, "evaluation")
-    try:
-        return _test_locked(cfg, checkpoint, dist_info)
-    finally:
-        if lock is not None:
-            lock.release()
+    with no_empty_folders_on_failure(cfg.OUTPUT):
+        check_before_work(cfg, checkpoint)
+        lock = lock_output(cfg.OUTPUT, dist_info, "evaluation")
+        try:
+            return _test_locked(cfg, checkpoint, dist_info)
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
@@ -296,6 +302,7 @@ def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
     # Strict for every layout: evaluating with some weights left at random init would be a
     # silent wrong answer (the reference's strict=False hid such mismatches).
     load_model_weights(model, ckpt, strict=True, source=checkpoint)
+    check_checkpoint_classes(cfg, ckpt, model, f"--checkpoint {checkpoint}")
     if dist_info.is_main:  # the checkpoint fits: from here on the run writes into OUTPUT
         start_log_file()
         _write_eval_config(cfg)

@@ -28,7 +28,8 @@ import yaml
 import datasets
 from datasets.annotations import VIDEO_EXTENSIONS, AnnotationError, numbered_lines
 
-from .build import build_model_without_init, config_class_names, unwrap_model
+from .build import build_model_without_init, check_checkpoint_classes, config_class_names, \
+    unwrap_model
 from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, ensure_writable_dir, \
     extract_state_dict, load_model_weights, safe_load
 from .config import ConfigError
@@ -50,12 +51,30 @@ LIST_EXTENSIONS = (".txt", ".csv", ".lst", ".list")
 # Inputs
 # ---------------------------------------------------------------------------------------------
 def _videos_under(folder: str) -> list[str]:
-    found = []
+    """Video files at any depth. Symlinked folders are followed, each real folder once: a link
+    that points back up (a loop) or twice at one folder adds no video twice."""
+    found, seen = [], set()
     for directory, subdirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirs[:] = []
+            continue
+        seen.add(real)
         subdirs.sort()
         found += [os.path.join(directory, f) for f in sorted(files)
                   if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
     return found
+
+
+def _not_regular(path: str) -> bool:
+    """An existing path that is no regular file (a FIFO, a device, a socket): opening one to
+    decode it could block forever."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # missing: decoding reports it
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _list_entries(path: str) -> list[str]:
@@ -92,11 +111,26 @@ def collect_videos(inputs: Sequence[str], what: str = "input") -> list[str]:
                 raise FileNotFoundError(f"{what} folder {item} holds no videos "
                                         f"({', '.join(VIDEO_EXTENSIONS)}) at any depth")
             videos += found
-        elif os.path.splitext(item)[1].lower() in LIST_EXTENSIONS:
+        elif os.path.splitext(item)[1].lower() in LIST_EXTENSIONS and not _not_regular(item):
             videos += _list_entries(item)
         else:
             videos.append(item)
-    return list(dict.fromkeys(videos))
+    videos = list(dict.fromkeys(videos))
+    # the same file reached through a symlinked folder and directly counts once
+    unique, real_paths = [], set()
+    for video in videos:
+        real = os.path.realpath(video)
+        if real in real_paths:
+            continue
+        real_paths.add(real)
+        if _not_regular(video):
+            logger.warning("skipped %s: not a regular file (a FIFO, device or socket)", video)
+            continue
+        unique.append(video)
+    if not unique and videos:
+        raise FileNotFoundError(f"{what}: no regular video file among {len(videos)} path(s) "
+                                f"(FIFOs, devices and sockets are skipped)")
+    return unique
 
 
 def decode_failure(path: str, err: Exception) -> str:
@@ -120,9 +154,18 @@ def writable_folder(folder: str, flag: str) -> str:
 
 def parse_labels(value: str) -> list[str]:
     """Class names from ``--labels``: a class file (datasets.read_class_names: one name per line
-    or ``id,name`` CSV), else a comma-separated list."""
+    or ``id,name`` CSV), else a comma-separated list. A value that looks like a path (a folder
+    separator, or a list file's extension) must be an existing file: a mistyped file name is
+    never taken for one class called like it."""
+    if os.path.isdir(value):
+        raise IsADirectoryError(f"--labels {value} is a folder; give a class file (one name "
+                                f"per line) or names separated by commas")
     if os.path.isfile(value):
         return datasets.read_class_names(value)
+    if "/" in value or os.sep in value or \
+            os.path.splitext(value)[1].lower() in LIST_EXTENSIONS + (".json", ".yaml"):
+        raise FileNotFoundError(f"--labels {value}: no such class file; check the path, or "
+                                f"give names separated by commas")
     names = [n.strip() for n in value.split(",") if n.strip()]
     if not names:
         raise ConfigError(f"--labels {value!r}: no class names (give a file with one name per "
@@ -254,6 +297,7 @@ def load_trained_model(cfg, checkpoint: str, device: torch.device | str = "cpu",
     state = extract_state_dict(ckpt)
     model = build_model_without_init(cfg)
     _check_fits(model, state, ckpt, checkpoint, cfg, what)
+    check_checkpoint_classes(cfg, ckpt, model, f"{what} {checkpoint}")
     load_model_weights(model, {"model": state}, strict=True, source=checkpoint)
     return model.to(device).eval()
 

@@ -83,6 +83,9 @@ def zero_shot_classifier(model, class_names: Sequence[str],
                          f"classify by class names")
     param = next(model.parameters())
     path = key = None
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise NotADirectoryError(f"text cache folder {cache_dir} is a file, not a folder; give "
+                                 f"--text-cache-dir (or MODEL.VITA.TEXT_CACHE_DIR) a folder")
     if cache_dir:
         key = text_cache_key(model, class_names)
         path = os.path.join(cache_dir, f"text_features_{key[:32]}.pt")

@@ -23,7 +23,7 @@ from datasets.fileio import atomic_write_text, remove_stale_temp_files
 
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,
-                    build_scheduler, count_parameters, scaled_learning_rates,
+                    build_scheduler, config_class_names, count_parameters, scaled_learning_rates,
                     slow_bf16_warning, total_updates, training_epochs, wrap_model)
 from .checkpoint import (FORMAT, CheckpointError, build_checkpoint, capture_rng_state,
                          find_resume_checkpoint, load_model_weights, restore_rng_state, safe_load,
@@ -516,7 +516,10 @@ def _train_locked(cfg, dist_info) -> dict:
                                         max_accuracy=state.max_accuracy, config_yaml=config_yaml,
                                         rng_states=rng_states,
                                         extra={"skipped_steps": state.skipped_steps,
-                                               "world_size": dist_info.world_size})
+                                               "world_size": dist_info.world_size,
+                                               # the names of the head's outputs, in order:
+                                               # inference checks its class list against them
+                                               "class_names": config_class_names(cfg)})
                 written = save_checkpoint(ckpt, cfg.OUTPUT, epoch, cfg.SAVE_FREQ, is_best,
                                           last_epoch)
                 logger.info("saved %s", ", ".join(os.path.basename(p) for p in written))

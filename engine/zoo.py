@@ -13,7 +13,8 @@ folder holding the files under the same file names), then the published sources 
 
 Checksums: an entry's ``sha256`` when one is published; otherwise the first download records
 the file's sha256 beside it (``<file>.sha256``, the format of ``sha256sum``) and every later use
-checks the file against that record. A file that fails its check is deleted (and says so).
+checks the file against that record (a malformed record counts as none). A file that fails its
+check is moved aside to ``<file>.mismatch-<its sha256>`` (named in the message), never deleted.
 
 ``import engine.zoo`` also hands ``fetch`` to every model family that accepts a weights locator
 (``family.set_weights_locator``), which is how ``timm.create_model(..., pretrained=True)`` of a
@@ -27,7 +28,8 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 
-from .download import ChecksumError, DownloadError, copy_file, fetch_url, sha256_of
+from .download import ChecksumError, DownloadError, copy_file, fetch_url, move_aside, \
+    sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -187,8 +189,14 @@ def _by_file_name(file_name: str) -> Weights | None:
 
 
 def weights_dir() -> str:
-    """``$VIDEO_WEIGHTS_DIR``, else ``~/.cache/video-recognition/weights``."""
-    return os.path.expanduser(os.environ.get("VIDEO_WEIGHTS_DIR") or DEFAULT_DIR)
+    """``$VIDEO_WEIGHTS_DIR``, else ``~/.cache/video-recognition/weights``; NotADirectoryError
+    when that names a file."""
+    folder = os.path.expanduser(os.environ.get("VIDEO_WEIGHTS_DIR") or DEFAULT_DIR)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        source = "VIDEO_WEIGHTS_DIR" if os.environ.get("VIDEO_WEIGHTS_DIR") else "the cache"
+        raise NotADirectoryError(f"{source} {folder} is a file, not a folder; point "
+                                 f"VIDEO_WEIGHTS_DIR at a folder for the weights cache")
+    return folder
 
 
 def cached_path(name: str) -> str:
@@ -208,11 +216,18 @@ def _record_path(path: str) -> str:
 
 
 def _recorded_sha256(path: str) -> str | None:
+    """The sha256 recorded beside ``path``; None when there is none or the record is malformed
+    (not 64 hex digits): a broken record must never condemn a good file."""
     try:
-        with open(_record_path(path), encoding="utf-8") as f:
-            return f.read().split()[0].lower()
+        with open(_record_path(path), encoding="utf-8", errors="replace") as f:
+            digest = f.read().split()[0].lower()
     except (OSError, IndexError):
         return None
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        logger.warning("ignoring %s: not a sha256 record (64 hex digits); it is written again "
+                       "from the file", _record_path(path))
+        return None
+    return digest
 
 
 def _record_sha256(path: str, digest: str) -> None:
@@ -249,16 +264,19 @@ def sources(entry: Weights) -> list[str]:
     return found + list(entry.urls)
 
 
-def _verified(path: str, expected: str | None) -> bool:
-    """True when the file matches ``expected``; a mismatching file is deleted (and said so)."""
+def _verified(path: str, expected: str | None, problems: list) -> bool:
+    """True when the file matches ``expected``. A mismatching file is moved aside, never
+    deleted (an offline user keeps it and can decide), and ``problems`` says where to."""
     if not expected:
         return True
     actual = sha256_of(path)
     if actual == expected:
         return True
-    os.remove(path)
-    logger.warning("deleted %s: its sha256 %s is not the expected %s (corrupt or replaced); "
-                   "fetching it again", path, actual, expected)
+    aside = move_aside(path, actual)
+    note = (f"{path}: sha256 {actual} is not the expected {expected} (corrupt or replaced); "
+            f"moved aside to {aside}")
+    logger.warning("%s; fetching it again", note)
+    problems.append(note)
     return False
 
 
@@ -270,11 +288,11 @@ def fetch(name: str, progress: bool = True) -> str:
     entry = get(name)
     dest = os.path.join(weights_dir(), entry.file_name)
     expected = entry.sha256.lower() if entry.sha256 else _recorded_sha256(dest)
-    if os.path.isfile(dest) and _verified(dest, expected):
+    problems = []
+    if os.path.isfile(dest) and _verified(dest, expected, problems):
         if expected is None:  # placed by hand: from now on this copy is the reference
             _record_sha256(dest, sha256_of(dest))
         return dest
-    problems = []
     for source in sources(entry):
         remote = _is_url(source)
         if remote and _offline():

@@ -6,7 +6,8 @@
 
 Exit codes: 0 done; 2 bad input (a config, annotation or checkpoint error, a missing or
 unwritable user path, a bad option: one ``error: ...`` line on stderr instead of a traceback);
-3 training stopped on a non-finite loss; 130 interrupted (Ctrl-C; a training run says at which
+3 training stopped on a non-finite loss, or a model gave non-finite outputs (NaN/inf
+probabilities or features: never reported as numbers); 130 interrupted (Ctrl-C; a training run says at which
 epoch and iteration). A full disk is bad input too (exit 2). Anything else is a bug and keeps its
 traceback (exit 1). ``--debug`` or ``VIDEO_DEBUG=1`` prints the traceback of the
 errors above too. Logging handlers and the process group are always closed.
@@ -42,8 +43,8 @@ def user_errors() -> tuple:
     from engine.config import ConfigError
     from engine.runlock import RunLockedError
     return (UsageError, ConfigError, AnnotationError, CheckpointError, VideoDecodeError,
-            RunLockedError, FileNotFoundError, PermissionError, NotADirectoryError,
-            IsADirectoryError)
+            RunLockedError, FileNotFoundError, FileExistsError, PermissionError,
+            NotADirectoryError, IsADirectoryError)
 
 
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
@@ -85,10 +86,11 @@ def debug_requested(debug: bool = False) -> bool:
 
 def exit_code(err: BaseException) -> int | None:
     """The exit code of an expected failure; None for a bug (which keeps its traceback)."""
+    from engine.guards import NonFiniteOutputError
     from engine.trainer import NonFiniteLossError
     if isinstance(err, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(err, NonFiniteLossError):
+    if isinstance(err, (NonFiniteLossError, NonFiniteOutputError)):
         return EXIT_NON_FINITE
     if isinstance(err, user_errors()) or is_disk_full(err):
         return EXIT_USER_ERROR

@@ -48,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from tools.workflows.features import extract_features
     if args.stride is not None and args.window is None:
         raise UsageError("--stride needs --window")
-    for flag, value in (("--window", args.window), ("--stride", args.stride)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{flag} {value}: give a positive number of seconds")
+    from engine.guards import finite_seconds
+    try:  # before anything is written: a NaN window must not reach the manifest
+        for flag, value in (("--window", args.window), ("--stride", args.stride)):
+            finite_seconds(value, flag)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     cfg = load_cfg(args.cfg, list(args.opts) + ["OUTPUT", args.out])
     if cfg.DATA.DECODER == "frames":
         raise UsageError("tools/extract_features.py reads video files; DATA.DECODER frames is "

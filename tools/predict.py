@@ -24,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools._cli import UsageError, make_main, new_parser  # noqa: E402
+from tools._cli import UsageError, is_disk_full, make_main, new_parser  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,9 +61,15 @@ def _check_args(args) -> None:
         raise UsageError(f"--topk {args.topk}: give at least 1")
     if args.stride is not None and args.window is None:
         raise UsageError("--stride needs --window")
-    for flag, value in (("--window", args.window), ("--stride", args.stride)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{flag} {value}: give a positive number of seconds")
+    from engine.guards import finite_seconds
+    try:
+        for flag, value in (("--window", args.window), ("--stride", args.stride)):
+            finite_seconds(value, flag)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.labels is not None and not args.labels.strip():
+        raise UsageError("--labels is empty: give a class file or names separated by commas, "
+                         "or leave --labels out")
 
 
 def _topk(probs, names: list, k: int) -> list[dict]:
@@ -115,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.build import amp_dtype
     from engine.config import load_cfg
     from engine.distributed import resolve_device
+    from engine.guards import (NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs,
+                               same_path)
     from engine.inference import (collect_videos, decode_failure, load_trained_model,
                                   output_names, predict_spans, video_spans, writable_folder)
 
@@ -126,6 +134,15 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_videos(args.inputs)
     if args.out_video and len(videos) != 1:
         raise UsageError(f"--out-video draws on one video, but the inputs name {len(videos)}")
+    read = [("the input", item) for item in args.inputs] + \
+        [("the input video", video) for video in videos] + \
+        [("--cfg", args.cfg), ("--checkpoint", args.checkpoint)]
+    if args.labels and os.path.isfile(args.labels):
+        read.append(("--labels", args.labels))
+    for flag, written in (("--json", args.json), ("--out-video", args.out_video)):
+        refuse_overwriting_inputs(written, flag, read)
+    if args.json and args.out_video and same_path(args.json, args.out_video):
+        raise UsageError("--json and --out-video name the same file; give two paths")
     for flag, folder in (("--json", args.json and os.path.dirname(os.path.abspath(args.json))),
                          ("--plot-dir", args.plot_dir),
                          ("--out-video", args.out_video
@@ -139,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     text, names = _text_features(args, cfg, model, device, amp)
     # beside the JSON, spelled as --json was (relative stays relative, as in the other lines)
     plot_dir = args.plot_dir or (os.path.dirname(args.json) or "." if args.json else None)
-    results, failures, used_stems = [], [], set()
+    results, failures, used_stems, non_finite = [], [], set(), []
     bar = tqdm(videos, unit="video", desc="predict", file=sys.stderr, disable=None)
     for number, path in enumerate(bar, start=1):
         try:
@@ -149,6 +166,15 @@ def run(args: argparse.Namespace) -> int:
             failures.append(path)
             results.append({"video": path, "error": str(err)})
             tqdm.write(f"skipped {decode_failure(path, err)}", file=sys.stderr)
+            continue
+        broken = non_finite_rows(probs)
+        if broken.any():  # never a NaN in the JSON or on screen: reported as an error below
+            non_finite.append((path, int(broken.sum()), len(broken)))
+            results.append({"video": path, "error": f"non-finite probabilities (NaN/inf) in "
+                                                    f"{int(broken.sum())} of {len(broken)} "
+                                                    f"window(s)"})
+            tqdm.write(f"[{number}/{len(videos)}] {path}: non-finite probabilities",
+                       file=sys.stderr)
             continue
         names = names or output_names(cfg, probs.shape[1])
         record = {"video": path, "topk": _topk(probs.mean(0), names, args.topk)}
@@ -179,8 +205,24 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write("\n".join(lines))
     bar.close()
     if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
+        # allow_nan=False: strict JSON, whatever a model gives (non-finite rows are errors above)
+        try:
+            atomic_write_text(args.json, json.dumps(results, indent=1, allow_nan=False) + "\n")
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            raise UsageError(f"no space left on device while writing --json {args.json}; free "
+                             f"space on that disk, or give --json a path on another one") from None
         print(f"predictions: {args.json}")
+    if non_finite:
+        windows = sum(n for _, n, _ in non_finite)
+        total = sum(t for _, _, t in non_finite)
+        raise NonFiniteOutputError(
+            f"{len(non_finite)} of {len(videos)} videos ({windows} of {total} window(s) of "
+            f"those) got non-finite probabilities (NaN/inf) from --checkpoint "
+            f"{args.checkpoint}, first {non_finite[0][0]}; the model's weights are broken (a "
+            f"diverged run) or its precision overflows (TRAIN.AMP fp16): nothing was reported "
+            f"for them")
     done = len(videos) - len(failures)
     print(f"{done} of {len(videos)} videos predicted"
           + (f"; {len(failures)} could not be decoded: {', '.join(failures)}" if failures

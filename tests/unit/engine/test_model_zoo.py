@@ -404,7 +404,7 @@ def test_cut_connection_is_resumed_byte_identical(env, server, monkeypatch):
     assert Path(path).read_bytes() == data and server.requests[-1][1] == f"bytes={half}-"
 
 
-def test_checksum_mismatch_deletes_the_file_and_says_so(env, server, monkeypatch, caplog):
+def test_checksum_mismatch_moves_the_file_aside_and_says_so(env, server, monkeypatch, caplog):
     good, bad = b"the published bytes" * 100, b"something else" * 100
     entry = _test_entry("hashed_file", server.url + "/files/hashed.bin", sha256=_sha(good))
     monkeypatch.delenv("VIDEO_WEIGHTS_MIRROR")
@@ -412,23 +412,48 @@ def test_checksum_mismatch_deletes_the_file_and_says_so(env, server, monkeypatch
     with pytest.raises(zoo.WeightsUnavailable) as err:
         zoo.fetch(entry.name, progress=False)
     message = str(err.value)
-    assert "checksum mismatch" in message and "the file was deleted" in message
+    aside = f"hashed_file.bin.part.mismatch-{_sha(bad)[:16]}"
+    assert "checksum mismatch" in message and f"the file is kept as {env / aside}" in message
     assert _sha(bad) in message and _sha(good) in message
-    assert sorted(os.listdir(env)) == ["hashed_file.bin.lock"]
-    # a cached file that went bad since its first (recorded) download is deleted and fetched again
+    assert sorted(os.listdir(env)) == sorted(["hashed_file.bin.lock", aside])
+    assert (env / aside).read_bytes() == bad
+    # a cached file that went bad since its first (recorded) download is moved aside (kept,
+    # named) and fetched again
     unhashed = _test_entry("recorded_file", server.url + "/files/recorded.bin")
     server.files["/files/recorded.bin"] = good
     path = Path(zoo.fetch(unhashed.name, progress=False))
     path.write_bytes(bad)
     with caplog.at_level(logging.WARNING, logger="engine.zoo"):
         assert zoo.fetch(unhashed.name, progress=False) == str(path)
-    assert path.read_bytes() == good and "deleted" in caplog.text and _sha(bad) in caplog.text
-    # ... and if the source now serves other bytes than first recorded, that is refused too
+    kept = Path(f"{path}.mismatch-{_sha(bad)[:16]}")
+    assert path.read_bytes() == good and kept.read_bytes() == bad
+    assert f"moved aside to {kept}" in caplog.text and _sha(bad) in caplog.text
+    # ... and if the source now serves other bytes than first recorded, that is refused too,
+    # and the message names where the cached copy went
+    kept.unlink()
     path.write_bytes(bad)
     server.files["/files/recorded.bin"] = bad
-    with pytest.raises(zoo.WeightsUnavailable, match="recorded at the first download"):
+    with pytest.raises(zoo.WeightsUnavailable, match="recorded at the first download") as err:
         zoo.fetch(unhashed.name, progress=False)
-    assert not path.exists()
+    assert not path.exists() and kept.read_bytes() == bad and str(kept) in str(err.value)
+
+
+def test_a_malformed_checksum_record_counts_as_absent(env, server, monkeypatch):
+    """Offline, a cached file with a broken .sha256 record is used (and the record rewritten),
+    never deleted."""
+    data = b"good cached weights" * 50
+    entry = _test_entry("cached_only", server.url + "/files/cached_only.bin")
+    monkeypatch.setenv("VIDEO_WEIGHTS_OFFLINE", "1")
+    env.mkdir(parents=True, exist_ok=True)
+    path = env / "cached_only.bin"
+    asked = len(server.requests)
+    for record in ("not a checksum\n", "", "\xff\xfe garbage", "abc123  cached_only.bin\n"):
+        path.write_bytes(data)
+        Path(f"{path}.sha256").write_text(record, encoding="latin-1")
+        assert zoo.fetch(entry.name, progress=False) == str(path)
+        assert path.read_bytes() == data
+        assert Path(f"{path}.sha256").read_text().split()[0] == _sha(data)
+    assert len(server.requests) == asked
 
 
 def test_google_drive_confirmation_page_is_followed(env, server, monkeypatch):
@@ -484,7 +509,7 @@ def test_offline_with_nothing_cached_is_one_message_and_exit_code_2(env, server,
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    _test_entry("gone_file", f"http://127.0.0.1:{closed_port}/gone.pth",
+    _test_entry("gone_file", f"http://127.0.0.1:{closed_port}/gone.pth", key="--checkpoint",
                 configs=("configs/video_focalnet/kinetics400/tiny.yaml",))
     assert test_tool.main(["--checkpoint", "gone_file"]) == 2
     err = capsys.readouterr().err
@@ -504,3 +529,52 @@ def test_list_shows_what_is_cached(env, server, capsys):
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
     assert rows["focalnet_tiny_srf"].endswith("3 MiB  yes")
     assert rows["video_focalnet_tiny_k400"].split()[-2:] == ["?", "no"]
+
+
+def test_readme_zoo_command_works_offline_with_only_the_checkpoint_cached(
+        env, server, files, synthetic, tmp_path, capsys, monkeypatch):
+    """`tools/test.py --checkpoint video_focalnet_tiny_k400 --opts DATA.ROOT ...` with the
+    checkpoint cached and nothing else: the released config's TRAIN.PRETRAINED_PATH
+    (focalnet_tiny_srf) is neither resolved nor fetched, nothing is asked of the network, and
+    the results go to $VIDEO_EVAL_DIR/<name>, not into the current folder."""
+    monkeypatch.setenv("VIDEO_WEIGHTS_OFFLINE", "1")
+    monkeypatch.delenv("VIDEO_WEIGHTS_MIRROR")
+    monkeypatch.setenv("VIDEO_EVAL_DIR", str(tmp_path / "evals"))
+    env.mkdir(parents=True, exist_ok=True)
+    (env / "video_focalnet_tiny_k400.pth").write_bytes(files["video_focalnet_tiny_k400.pth"])
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    asked = len(server.requests)
+    code, printed = _evaluate([
+        "--checkpoint", "video_focalnet_tiny_k400", "--opts", *map(str, [
+            *FOCAL_OPTS, "MODEL.NUM_CLASSES", 10, "DATA.DATASET", "synthetic", "DATA.ROOT",
+            synthetic, "DATA.LABEL_LIST", "", "DATA.NUM_WORKERS", 0, "DATA.INPUT_SIZE", 32,
+            "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1, "TEST.BATCH_SIZE", 2,
+            "DATA.SYNTHETIC.NUM_TRAIN", 4, "DATA.SYNTHETIC.NUM_VAL", 2,
+            "DATA.SYNTHETIC.NUM_FRAMES", 4, "DATA.SYNTHETIC.SIZE", 32])], capsys)
+    assert code == 0, printed.err[-2000:]
+    result = json.loads((tmp_path / "evals" / "video_focalnet_tiny_k400" /
+                         "eval_results.json").read_text())
+    assert result["num_videos"] == 2 and 0.0 <= result["top1"] <= 100.0
+    assert list(work.iterdir()) == []  # no output/default in the current folder
+    assert sorted(p.name for p in env.iterdir()) == ["video_focalnet_tiny_k400.pth",
+                                                     "video_focalnet_tiny_k400.pth.sha256"]
+    assert len(server.requests) == asked
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--checkpoint", "openai:ViT-B/16"], "initialisation weights for MODEL.VITA.BACKBONE_PATH, "
+                                          "not a trained model"),
+    (["--checkpoint", "focalnet_tiny_srf"], "initialisation weights for TRAIN.PRETRAINED_PATH"),
+    (["--checkpoint", "video_focalnet_tiny_k40"], "did you mean video_focalnet_tiny_k400"),
+])
+def test_evaluation_refuses_what_is_not_a_model_checkpoint(env, server, argv, words, tmp_path,
+                                                           capsys, monkeypatch):
+    monkeypatch.setenv("VIDEO_EVAL_DIR", str(tmp_path / "evals"))
+    asked = len(server.requests)
+    code, printed = _evaluate(argv, capsys)
+    lines = printed.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and words in lines[0], printed.err
+    assert len(server.requests) == asked and not (tmp_path / "evals").exists()
+    assert not env.exists() or not any(env.iterdir())
