@@ -291,6 +291,10 @@ def load_trained_model(cfg, checkpoint: str, device: torch.device | str = "cpu",
     """The model of ``cfg`` with every weight from ``checkpoint`` (ours or an official file),
     strictly, in eval mode on ``device``: what ``tools/test.py`` evaluates. No initialisation
     file is read. A checkpoint of another model is one CheckpointError line naming it."""
+    if os.path.isdir(checkpoint):
+        raise IsADirectoryError(f"{what} {checkpoint} is a folder; give the path of a "
+                                f"checkpoint file (.pth, e.g. "
+                                f"{os.path.join(checkpoint, 'latest.pth')})")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"{what} {checkpoint} does not exist")
     ckpt = safe_load(checkpoint)

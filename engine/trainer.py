@@ -370,6 +370,7 @@ def train(cfg) -> dict:
         raise ConfigError(f"key TRAIN.EPOCHS: {cfg.TRAIN.EPOCHS} epochs leave nothing to train; "
                           f"set it to 1 or more (to evaluate a checkpoint use tools/test.py)")
     dist_info = du.init_distributed(cfg)
+    _refuse_an_evaluation_folder(cfg)
     check_before_work(cfg)
     lock = lock_output(cfg.OUTPUT, dist_info, "training")
     try:
@@ -377,6 +378,22 @@ def train(cfg) -> dict:
     finally:
         if lock is not None:
             lock.release()
+
+
+def _refuse_an_evaluation_folder(cfg) -> None:
+    """An OUTPUT that holds an evaluation (tools/test.py's eval_results.json, no training run)
+    of another config is refused: training there would write over the config.yaml that
+    describes those results."""
+    config = os.path.join(cfg.OUTPUT, "config.yaml")
+    if not os.path.isfile(os.path.join(cfg.OUTPUT, "eval_results.json")) or \
+            not os.path.isfile(config) or os.path.isfile(os.path.join(cfg.OUTPUT, "run_info.json")):
+        return
+    with open(config, encoding="utf-8", errors="replace") as f:
+        if f.read() == cfg.dump():
+            return
+    raise ConfigError(f"OUTPUT {cfg.OUTPUT} holds an evaluation (eval_results.json) made with "
+                      f"another config; training there would overwrite its config.yaml: choose "
+                      f"another OUTPUT")
 
 
 def _start_run_files(cfg, dist_info, state: TrainState, resumed_from: str | None) -> None:

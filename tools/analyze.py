@@ -40,8 +40,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """--out before any result is printed: a folder (not an existing file), and for fuse not one
+    of the runs it reads (the fused scores.npy, predictions.csv and eval_results.json would
+    replace that run's own)."""
+    from engine.guards import refuse_overwriting_inputs
+    out = args.out or (os.path.join(args.scores, "analysis") if args.command == "confusion"
+                       else None)
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is an existing file; give a folder to write into")
+    if args.command == "fuse":
+        refuse_overwriting_inputs(args.out, "--out", [("the run", r) for r in args.runs])
+
+
 def run(args: argparse.Namespace) -> None:
     from tools.workflows.analysis import compare_runs, confusion_report, fuse_runs, load_run
+    _check_out(args)
     try:
         if args.command == "confusion":
             confusion_report(load_run(args.scores),

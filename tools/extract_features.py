@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("tools/extract_features.py reads video files; DATA.DECODER frames is "
                          "for folders of frames: use --opts DATA.DECODER pyav (or decord)")
     checkpoint = args.checkpoint
+    if os.path.isdir(checkpoint):
+        raise IsADirectoryError(f"--checkpoint {checkpoint} is a folder; give the path of a "
+                                f"checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
     return extract_features(cfg, checkpoint, args.input, args.out, args.window, args.stride)

@@ -110,6 +110,9 @@ def _text_features(args, cfg, model, device, amp):
     from tools.workflows.zero_shot import default_text_cache_dir
     names = parse_labels(args.labels)
     cache = args.text_cache_dir or default_text_cache_dir(cfg)
+    if os.path.exists(cache) and not os.path.isdir(cache):
+        raise NotADirectoryError(f"--text-cache-dir {cache} is a file, not a folder; give a "
+                                 f"folder for the cached text features")
     return zero_shot_classifier(model, names, cache), names
 
 
@@ -149,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
                           and os.path.dirname(os.path.abspath(args.out_video)))):
         if folder:  # before any work, not after the last video
             writable_folder(folder, flag)
+    if args.labels:  # a mistyped class file is an error before the model loads
+        from engine.inference import parse_labels
+        parse_labels(args.labels)
     checkpoint = args.checkpoint
     device = resolve_device(cfg)
     amp = amp_dtype(cfg)

@@ -80,6 +80,12 @@ def run(args: argparse.Namespace) -> None:
     cfg = load_cfg(args.cfg, list(args.opts) + ["TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1])
     if cfg.DATA.DECODER == "frames":
         raise UsageError("tools/visualize.py reads video files; use --opts DATA.DECODER pyav")
+    if os.path.isdir(args.video):
+        raise IsADirectoryError(f"VIDEO {args.video} is a folder; tools/visualize.py draws one "
+                                f"video: give a video file")
+    if os.path.exists(args.video) and not os.path.isfile(args.video):
+        raise UsageError(f"VIDEO {args.video} is not a regular file (a FIFO, device or "
+                         f"socket); give a video file")
     if not os.path.isfile(args.video):
         raise FileNotFoundError(f"video {args.video} does not exist")
     writable_folder(args.out, "--out")

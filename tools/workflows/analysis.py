@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -20,6 +21,7 @@ import torch
 
 from datasets.fileio import atomic_write_bytes, atomic_write_text
 from engine.evaluation import SCORES_FILE
+from engine.guards import require_finite
 from engine.metrics import classification_metrics, confusion_matrix, per_class_accuracy
 
 __all__ = ["Run", "load_run", "confused_pairs", "confusion_report", "fuse_runs", "compare_runs",
@@ -43,10 +45,104 @@ class Run:
         return self.scores.shape[1]
 
 
+_COLUMNS = ("index", "path", "label", "correct")
+
+
+def _read_scores(path: str) -> np.ndarray:
+    try:
+        scores = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npy array ({str(err).splitlines()[0]}); "
+                         f"run tools/test.py again to write it") from None
+    if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0 or \
+            not np.issubdtype(scores.dtype, np.floating):
+        raise ValueError(f"{path}: expected probabilities of shape (videos, classes), got "
+                         f"{scores.dtype} {scores.shape}; run tools/test.py again to write it")
+    return scores
+
+
+def _read_rows(path: str) -> list[dict]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: not a readable CSV ({err})") from None
+    missing = [c for c in _COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: column {', '.join(missing)} missing (expected the header "
+                         f"that tools/test.py writes: {', '.join(_COLUMNS)}, pred1, ...)")
+    return rows
+
+
+def _class_names(path: str, num_classes: int) -> list | None:
+    results = os.path.join(path, "eval_results.json")
+    if not os.path.isfile(results):
+        return None
+    try:
+        with open(results, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{results}: not readable JSON ({err}); run tools/test.py again, or "
+                         f"delete it to analyse without class names") from None
+    per_class = summary.get("per_class_acc") if isinstance(summary, dict) else None
+    if isinstance(per_class, (dict, list)) and len(per_class) != num_classes:
+        raise ValueError(f"{os.path.join(path, SCORES_FILE)} has {num_classes} columns but "
+                         f"{results} has {len(per_class)} classes: the files come from different "
+                         f"runs; run tools/test.py again")
+    return list(per_class) if isinstance(per_class, dict) else None
+
+
+def _labels(rows: list[dict], csv_path: str, num_classes: int) -> np.ndarray:
+    labels = []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        text = (row.get("label") or "").strip()
+        if not text.lstrip("-").isdigit() or not 0 <= int(text) < num_classes:
+            raise ValueError(f"{csv_path} line {line}: label {text!r} is not a class index in "
+                             f"[0, {num_classes - 1}] (scores.npy has {num_classes} classes)")
+        labels.append(int(text))
+    return np.array(labels, dtype=np.int64)
+
+
+def _rows_match(scores: np.ndarray, rows: list[dict]) -> bool:
+    """Whether each row's ``pred1`` is a top score of the scores.npy row in the same place."""
+    for row, values in zip(rows, scores):
+        pred = (row.get("pred1") or "").strip()
+        if row.get("correct", "") == "" or not pred.isdigit() or not np.isfinite(values).all():
+            continue  # unreadable, or NaN (reported once the rows are aligned)
+        if int(pred) >= len(values) or not values[int(pred)] >= np.nanmax(values):
+            return False
+    return True
+
+
+def _aligned_rows(scores: np.ndarray, rows: list[dict], csv_path: str) -> list[dict]:
+    """``rows`` in scores.npy's order. tools/test.py writes both sorted by dataset index; a CSV
+    re-sorted since (by path, by score) is put back in that order when its ``pred1`` column
+    then agrees with the scores, and refused otherwise: scores must never be paired with
+    another video's label."""
+    if _rows_match(scores, rows):
+        return rows
+    try:
+        by_index = sorted(rows, key=lambda r: int(r["index"]))
+    except ValueError:
+        by_index = None
+    if by_index is not None and _rows_match(scores, by_index):
+        return by_index
+    raise ValueError(f"{csv_path}: its rows are not in the order of {SCORES_FILE} (the pred1 "
+                     f"column disagrees with the scores, also when sorted by index); use the "
+                     f"files as tools/test.py wrote them")
+
+
 def load_run(path: str) -> Run:
-    """Read a tools/test.py output folder; FileNotFoundError naming what is missing."""
+    """Read a tools/test.py output folder; FileNotFoundError naming what is missing, ValueError
+    naming the file and line of what is malformed."""
     scores_path = os.path.join(path, SCORES_FILE)
     csv_path = os.path.join(path, "predictions.csv")
+    if os.path.isfile(path):
+        raise NotADirectoryError(f"{path} is a file, not a run folder: give the OUTPUT folder "
+                                 f"of tools/test.py ({os.path.dirname(path) or '.'} if this "
+                                 f"file is in it)")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"run folder {path} does not exist")
     for needed in (scores_path, csv_path):
@@ -54,25 +150,24 @@ def load_run(path: str) -> Run:
             raise FileNotFoundError(f"{needed} not found: point at the OUTPUT folder of "
                                     f"tools/test.py (it writes {SCORES_FILE} and "
                                     f"predictions.csv)")
-    scores = np.load(scores_path, allow_pickle=False)
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if scores.ndim != 2 or scores.shape[0] != len(rows):
+    scores = _read_scores(scores_path)
+    rows = _read_rows(csv_path)
+    if scores.shape[0] != len(rows):
         raise ValueError(f"{path}: {SCORES_FILE} has shape {scores.shape} but predictions.csv "
                          f"has {len(rows)} rows")
-    names = None
-    results = os.path.join(path, "eval_results.json")
-    if os.path.isfile(results):
-        with open(results, encoding="utf-8") as f:
-            per_class = json.load(f).get("per_class_acc")
-        if isinstance(per_class, dict) and len(per_class) == scores.shape[1]:
-            names = list(per_class)
+    names = _class_names(path, scores.shape[1])
+    rows = _aligned_rows(scores, rows, csv_path)
+    labels = _labels(rows, csv_path, scores.shape[1])
     # an unreadable video has an empty `correct` field (and NaN scores): not scored, left out
     keep = [i for i, r in enumerate(rows) if r.get("correct", "") != ""]
     unreadable = [r["path"] for r in rows if r.get("correct", "") == ""]
+    if not keep:
+        raise ValueError(f"{path}: none of its {len(rows)} videos could be decoded by the "
+                         f"evaluation, so there is nothing to analyse")
+    require_finite(scores[keep], "scores", f"{scores_path} (videos the evaluation decoded)",
+                   advice="the run's model gave NaN/inf; such a run has no accuracy to analyse")
     rows = [rows[i] for i in keep]
-    return Run(path=path, scores=scores[keep].astype(np.float32),
-               labels=np.array([int(r["label"]) for r in rows], dtype=np.int64),
+    return Run(path=path, scores=scores[keep].astype(np.float32), labels=labels[keep],
                videos=[r["path"] for r in rows], indices=[r["index"] for r in rows],
                class_names=names or [f"class {i}" for i in range(scores.shape[1])],
                unreadable=unreadable)
@@ -247,6 +342,9 @@ def fuse_runs(runs: Sequence[Run], weights: Sequence[float] | None = None,
     weights = [1.0] * len(runs) if weights is None else [float(w) for w in weights]
     if len(weights) != len(runs):
         raise ValueError(f"--weights has {len(weights)} values for {len(runs)} runs")
+    if not all(math.isfinite(w) for w in weights):
+        raise ValueError(f"--weights {' '.join(f'{w:g}' for w in weights)}: give finite "
+                         f"numbers (no nan or inf)")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError("--weights must be non-negative and not all zero")
     weights = [w / sum(weights) for w in weights]
