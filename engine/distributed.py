@@ -99,11 +99,32 @@ def init_distributed(cfg) -> DistInfo:
         kwargs = {}
         if device.type == "cuda":
             kwargs["device_id"] = device
+        timeout = datetime.timedelta(minutes=cfg.DIST.TIMEOUT_MINUTES)
+        store = _restart_store(rank, world_size, timeout)
+        if store is not None:
+            kwargs["store"] = store
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(minutes=cfg.DIST.TIMEOUT_MINUTES),
-                                **kwargs)
+                                timeout=timeout, **kwargs)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device,
                     dist.get_backend())
+
+
+def _restart_store(rank: int, world_size: int, timeout: datetime.timedelta):
+    """For a group that torchrun restarted (``--max-restarts``; TORCHELASTIC_RESTART_COUNT > 0):
+    the launcher's store with a prefix of its own for this attempt, else None (plain env://).
+
+    The elastic agent keeps one store across restarts, so without a prefix the keys where the
+    workers of the killed attempt published their addresses are still there: a restarted rank
+    can read a dead peer's address before the new peer overwrites it, and the Gloo full mesh
+    then fails with "connection refused" (or waits forever). One prefix per attempt gives each
+    attempt fresh keys.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "")
+    if not attempt.isdigit() or int(attempt) == 0:
+        return None
+    from torch.distributed import rendezvous
+    store, _, _ = next(rendezvous("env://", rank=rank, world_size=world_size, timeout=timeout))
+    return dist.PrefixStore(f"video-recognition/attempt-{attempt}/", store)
 
 
 def cleanup() -> None:

@@ -292,9 +292,8 @@ def load_trained_model(cfg, checkpoint: str, device: torch.device | str = "cpu",
     strictly, in eval mode on ``device``: what ``tools/test.py`` evaluates. No initialisation
     file is read. A checkpoint of another model is one CheckpointError line naming it."""
     if os.path.isdir(checkpoint):
-        raise IsADirectoryError(f"{what} {checkpoint} is a folder; give the path of a "
-                                f"checkpoint file (.pth, e.g. "
-                                f"{os.path.join(checkpoint, 'latest.pth')})")
+        raise IsADirectoryError(f"{what} {checkpoint} is a directory; give the path of a "
+                                f"checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"{what} {checkpoint} does not exist")
     ckpt = safe_load(checkpoint)

@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
                          "for folders of frames: use --opts DATA.DECODER pyav (or decord)")
     checkpoint = args.checkpoint
     if os.path.isdir(checkpoint):
-        raise IsADirectoryError(f"--checkpoint {checkpoint} is a folder; give the path of a "
-                                f"checkpoint file (.pth)")
+        raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path of "
+                                f"a checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
     return extract_features(cfg, checkpoint, args.input, args.out, args.window, args.stride)

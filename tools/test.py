@@ -67,9 +67,8 @@ def check_model_checkpoint(checkpoint: str) -> None:
     from engine import zoo
     from tools._cli import UsageError
     if os.path.isdir(checkpoint):
-        example = os.path.join(checkpoint, "latest.pth")
-        raise IsADirectoryError(f"--checkpoint {checkpoint} is a folder; give the path of a "
-                                f"checkpoint file (.pth, e.g. {example}) or a model-zoo name")
+        raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path of "
+                                f"a checkpoint file (.pth)")
     entry = None if os.path.exists(checkpoint) else zoo.lookup(checkpoint)
     if entry is not None and entry.key != "--checkpoint":
         raise UsageError(f"--checkpoint {checkpoint} is {entry.what}: initialisation weights "
@@ -119,8 +118,8 @@ def run(args: argparse.Namespace) -> None:
                        opts + ["OUTPUT", default_output(args.checkpoint)])
     checkpoint = zoo.resolve(args.checkpoint, "--checkpoint")  # a zoo name: fetched here
     if os.path.isdir(checkpoint):
-        raise IsADirectoryError(f"--checkpoint {checkpoint} is a folder; give the path of a "
-                                f"checkpoint file (.pth)")
+        raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path of "
+                                f"a checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
     test(cfg, checkpoint)

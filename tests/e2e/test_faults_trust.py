@@ -421,10 +421,10 @@ def test_cache_folders_that_are_files_are_one_line(tmp_path, monkeypatch, capsys
 def test_refusals_say_what_is_wrong(setup, tmp_path, capsys, monkeypatch):
     code, _, err = run_main(predict.main, ["--cfg", setup.cfg, "--checkpoint", setup.root,
                                            setup.videos[0]], capsys)
-    assert code == 2 and f"--checkpoint {setup.root} is a folder" in one_error_line(err)
+    assert code == 2 and f"--checkpoint {setup.root} is a directory" in one_error_line(err)
     code, _, err = run_main(test_tool.main, ["--cfg", setup.cfg, "--checkpoint", setup.root],
                             capsys)
-    assert code == 2 and f"--checkpoint {setup.root} is a folder" in one_error_line(err)
+    assert code == 2 and f"--checkpoint {setup.root} is a directory" in one_error_line(err)
     from tools import visualize
     code, _, err = run_main(visualize.main, [setup.syn, "--cfg", setup.cfg, "--checkpoint",
                                              setup.good, "--out", tmp_path / "v"], capsys)
@@ -454,3 +454,43 @@ def test_a_failed_evaluation_leaves_no_empty_folder(setup, tmp_path, capsys, mon
     # no --output and a config that names OUTPUT: the config's; a zoo-less default otherwise
     assert test_tool.default_output(str(wrong)) == str(tmp_path / "evals" / f"{tmp_path.name}-"
                                                                               "wrong")
+
+
+def test_evaluate_refuses_non_finite_scores_for_every_caller():
+    """engine.evaluation.evaluate serves tools/test.py, validation, zero-shot and the protocols:
+    a model giving NaN for some videos is an error there, not a metric."""
+    from engine.evaluation import evaluate
+    from engine.guards import NonFiniteOutputError
+
+    class HalfBroken(torch.nn.Module):
+        def forward(self, clips):
+            logits = clips.flatten(1)[:, :5].float()
+            logits[clips[:, 0, 0, 0, 0] > 0] = float("nan")
+            return logits
+
+    views = torch.zeros(4, 1, 2, 3, 4, 4)
+    views[1, :, :, :, :, :] = 1.0  # video 1 gives NaN
+    batches = [(views[:2], torch.tensor([0, 1]), torch.tensor([0, 1])),
+               (views[2:], torch.tensor([2, 3]), torch.tensor([2, 3]))]
+    with pytest.raises(NonFiniteOutputError, match=r"^1 of 4 videos got non-finite "
+                                                  r"probabilities \(NaN/inf\) in evaluation"):
+        evaluate(HalfBroken(), batches, torch.device("cpu"), show_progress=False)
+    views[1] = 0.0
+    result = evaluate(HalfBroken(), batches, torch.device("cpu"), show_progress=False)
+    assert result["metrics"]["num_samples"] == 4
+
+
+def test_inference_tools_never_resolve_init_weights(setup, tmp_path, capsys, monkeypatch):
+    """predict and extract_features with a config whose TRAIN.PRETRAINED_PATH is a zoo name
+    that is not cached, offline: the checkpoint holds every weight, so nothing is looked up."""
+    monkeypatch.setenv("VIDEO_WEIGHTS_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("VIDEO_WEIGHTS_OFFLINE", "1")
+    opts = ["--opts", "TRAIN.PRETRAINED_PATH", "focalnet_tiny_srf"]
+    code, printed, err = run_main(predict.main, ["--cfg", setup.cfg, "--checkpoint", setup.good,
+                                                 setup.videos[0], *opts], capsys)
+    assert code == 0 and "1 of 1 videos predicted" in printed, err
+    code, printed, err = run_main(features_tool.main, ["--cfg", setup.cfg, "--checkpoint",
+                                                       setup.good, "--input", setup.videos[0],
+                                                       "--out", tmp_path / "f", *opts], capsys)
+    assert code == 0 and (tmp_path / "f" / "features.npy").is_file(), err
+    assert not (tmp_path / "empty_cache").exists()
