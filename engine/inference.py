@@ -154,16 +154,18 @@ def writable_folder(folder: str, flag: str) -> str:
 
 def parse_labels(value: str) -> list[str]:
     """Class names from ``--labels``: a class file (datasets.read_class_names: one name per line
-    or ``id,name`` CSV), else a comma-separated list. A value that looks like a path (a folder
-    separator, or a list file's extension) must be an existing file: a mistyped file name is
-    never taken for one class called like it."""
+    or ``id,name`` CSV), else a comma-separated list. A value without a comma that looks like a
+    path (a folder separator, or a list file's extension) must be an existing file: a mistyped
+    file name is never taken for one class called like it."""
     if os.path.isdir(value):
         raise IsADirectoryError(f"--labels {value} is a folder; give a class file (one name "
                                 f"per line) or names separated by commas")
     if os.path.isfile(value):
         return datasets.read_class_names(value)
-    if "/" in value or os.sep in value or \
-            os.path.splitext(value)[1].lower() in LIST_EXTENSIONS + (".json", ".yaml"):
+    looks_like_a_path = "," not in value and (  # a comma list is names, slashes and all
+        "/" in value or os.sep in value
+        or os.path.splitext(value)[1].lower() in LIST_EXTENSIONS + (".json", ".yaml"))
+    if looks_like_a_path:
         raise FileNotFoundError(f"--labels {value}: no such class file; check the path, or "
                                 f"give names separated by commas")
     names = [n.strip() for n in value.split(",") if n.strip()]

@@ -15,6 +15,12 @@ if str(REPO_ROOT) not in sys.path:
 # Two cores are shared by the whole suite: keep intra-op threads small and results repeatable.
 torch.set_num_threads(int(os.environ.get("TEST_TORCH_THREADS", "2")))
 
+# tools/test.py without --output writes to $VIDEO_EVAL_DIR (default ~/.cache/...): keep the
+# suite's evaluations out of the user's home (subprocesses inherit it)
+if not os.environ.get("VIDEO_EVAL_DIR"):
+    import tempfile
+    os.environ["VIDEO_EVAL_DIR"] = tempfile.mkdtemp(prefix="video-eval-tests-")
+
 
 def _shared_dir() -> Path:
     env = os.environ.get("VIDEO_SHARED_DIR")

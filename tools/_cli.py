@@ -7,8 +7,8 @@
 Exit codes: 0 done; 2 bad input (a config, annotation or checkpoint error, a missing or
 unwritable user path, a bad option: one ``error: ...`` line on stderr instead of a traceback);
 3 training stopped on a non-finite loss, or a model gave non-finite outputs (NaN/inf
-probabilities or features: never reported as numbers); 130 interrupted (Ctrl-C; a training run says at which
-epoch and iteration). A full disk is bad input too (exit 2). Anything else is a bug and keeps its
+probabilities or features: never reported as numbers); 130 interrupted (Ctrl-C; a training run
+says at which epoch and iteration). A full disk is bad input too (exit 2). Anything else is a bug and keeps its
 traceback (exit 1). ``--debug`` or ``VIDEO_DEBUG=1`` prints the traceback of the
 errors above too. Logging handlers and the process group are always closed.
 """
