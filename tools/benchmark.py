@@ -1,11 +1,15 @@
-"""Speed of a registered model (clips/s, inference and training step) or of the data loader.
+"""Speed of the registered models (inference and training step, against the reference port and
+the machine's roofline, per instruction set), a regression guard against another revision, and
+the data loader's speed per worker.
 
     python tools/benchmark.py --model video_focalnet_tiny --threads 2 --compare-reference
-    python tools/benchmark.py --model vita_clip_b16 --batch-sizes 1 --json
-    python tools/benchmark.py --model vita_clip_b16 --runs --batch 2 --threads 2
+    python tools/benchmark.py --model vita_clip_b16 --batch-sizes 2 --modes train \\
+        --dtypes float32 --compare-reference --roofline --isa avx2 default
+    python tools/benchmark.py --model vita_clip_b16 --runs --batch-sizes 2 --threads 2
+    python tools/benchmark.py --baseline main        # before you stop: under 3 minutes
     python tools/benchmark.py --loader
 
-See tools/workflows/benchmark.py for every option (or --help).
+See tools/workflows/benchmark/ for every harness (or --help).
 """
 from __future__ import annotations
 

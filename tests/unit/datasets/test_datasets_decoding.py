@@ -47,7 +47,7 @@ def test_pyav_skipping_unneeded_b_frames_keeps_every_frame_exact(tmp_path):
     is requested, including non-reference B-frames themselves, must still be the exact frame."""
     import av
 
-    from datasets.benchmark import make_benchmark_video
+    from tools.workflows.benchmark.loader import make_benchmark_video
     path = str(tmp_path / "bframes.mp4")
     make_benchmark_video(path, 64, 96, seconds=3.0, gop=25)  # x264 veryfast: 3 B-frames
     with av.open(path) as c:

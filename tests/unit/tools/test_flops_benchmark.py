@@ -1,5 +1,5 @@
-"""engine/flops.py (fvcore counts), tools/flops.py and tools/benchmark.py (the speed harness in
-tools/workflows/benchmark.py)."""
+"""engine/flops.py (fvcore counts), tools/flops.py and tools/benchmark.py (the model harnesses in
+tools/workflows/benchmark/; the loader harness is tested in test_loader_benchmark.py)."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import flops  # noqa: E402  (tools/flops.py)
 from engine.flops import count_gflops  # noqa: E402
 from tools.workflows import benchmark  # noqa: E402
+from tools.workflows.benchmark.models import build_benchmark_models  # noqa: E402
 
 from video_focalnet import VideoFocalNet  # noqa: E402
 
@@ -112,40 +113,42 @@ def test_benchmark_rejects_unknown_model(capsys):
 
 def test_benchmark_each_measurement_in_its_own_process(capsys):
     code = benchmark.main(["--model", "video_focalnet_tiny", "--runs",
-                           "reference:eval:off,ours:train:bf16", "--frames", "2", "--img-size",
-                           "32", "--classes", "5", "--batch", "1", "--steps", "1", "--threads",
-                           "1", "--json"])
+                           "reference:infer:float32,ours:train:bfloat16", "--num-frames", "2",
+                           "--img-size", "32", "--num-classes", "5", "--batch-sizes", "1",
+                           "--repeats", "1", "--threads", "1", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     runs = result["runs"]
-    assert [(r["impl"], r["mode"], r["amp"]) for r in runs] == [("reference", "eval", "off"),
-                                                                 ("ours", "train", "bf16")]
+    assert [(r["impl"], r["mode"], r["dtype"]) for r in runs] == [
+        ("reference", "infer", "float32"), ("ours", "train", "bfloat16")]
     for r in runs:
         assert {"sec", "cpu_sec", "peak_mb", "model_mb"} <= set(r)
         assert r["sec"] > 0 and r["cpu_sec"] > 0 and r["model_mb"] > 0 and r["batch_size"] == 1
     assert runs[0]["params"] == runs[1]["params"]  # the reference holds the same weights
-    assert benchmark.main(["--model", "video_focalnet_tiny", "--runs", "ours:fly:off"]) == 2
+    assert benchmark.main(["--model", "video_focalnet_tiny", "--runs", "ours:fly:float32"]) == 2
+    assert benchmark.main(["--runs", "reference:train:bfloat16"]) == 2  # reference: float32
 
 
-def test_loader_flag_calls_the_datasets_benchmark(monkeypatch, capsys):
-    """tools/benchmark.py --loader runs the one loader harness (datasets.benchmark) with its
-    options; the harness itself is tested in tests/unit/datasets/test_loader_benchmark.py."""
-    import datasets.benchmark as loader_benchmark
+def test_loader_flag_runs_the_loader_harness_with_the_shared_flags(monkeypatch, capsys):
+    """tools/benchmark.py --loader runs the loader harness with the same flags as the models
+    (--repeats, --baseline, --profile, --output); the harness itself is tested in
+    test_loader_benchmark.py."""
+    import tools.workflows.benchmark.loader as loader_benchmark
 
     seen = {}
 
     def fake(args):
-        seen.update(vars(args))
+        seen.update(repeats=args.repeats, baseline=args.baseline, profile=args.profile,
+                    output=args.output)
         return {"cells": {"340p/dense": {"cpu": {"augment_over_pyav_decode": 0.2}}}}
 
     monkeypatch.setattr(loader_benchmark, "run_loader_benchmark", fake)
-    assert benchmark.main(["--loader", "--loader-iters", "3", "--loader-baseline", "main",
-                           "--json"]) == 0
-    assert seen == {"num_iters": 3, "json": "", "baseline": "main", "ops": False}
+    assert benchmark.main(["--loader", "--repeats", "3", "--baseline", "main", "--json"]) == 0
+    assert seen == {"repeats": 3, "baseline": "main", "profile": 0, "output": ""}
     out = json.loads(capsys.readouterr().out)
     assert out["cells"]["340p/dense"]["cpu"]["augment_over_pyav_decode"] == 0.2
-    assert benchmark.main(["--loader", "--loader-ops"]) == 0
-    assert seen["ops"] is True and seen["num_iters"] == 30
+    assert benchmark.main(["--loader", "--profile", "12"]) == 0
+    assert seen["profile"] == 12 and seen["repeats"] == 30
 
 
 def test_benchmark_times_compiled_variants_with_compile_time_and_profile(capsys, monkeypatch):
@@ -178,7 +181,7 @@ def test_benchmark_reports_matrix_work_and_the_machines_roofline(capsys):
     result = json.loads(capsys.readouterr().out)
     rates = result["roofline"]["float32"]
     assert rates["gemm_gflops_per_s"] > 0 and rates["conv_gflops_per_s"] > 0
-    models, shape = benchmark.build_benchmark_models("video_focalnet_tiny", 2, 32, 5, False)
+    models, shape = build_benchmark_models("video_focalnet_tiny", 2, 32, 5, False)
     macs, _ = count_gflops(models["ours"].eval(), torch.zeros(1, *shape))
     rows = {(r["impl"], r["mode"]): r for r in result["runs"]}
     infer, train = rows[("ours", "infer")], rows[("ours", "train")]

@@ -1,4 +1,4 @@
-"""The loader harness (datasets/benchmark.py): one run gives every variant's medians, and the
+"""The loader harness (tools/workflows/benchmark/loader.py): one run gives every variant's medians, and the
 ratios it reports are computed from those same medians; --baseline and --ops run alongside."""
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import datasets.benchmark as harness
+import tools.workflows.benchmark.loader as harness
+from tools.workflows import benchmark
 
 REPO = Path(__file__).resolve().parents[3]
-TINY = dict(videos=["96x64"], seconds=2.0, num_iters=3)
+TINY = dict(videos=["96x64"], seconds=2.0, repeats=3)
 
 
 def _args(**kw):
@@ -31,12 +32,13 @@ def _is_git_checkout() -> bool:
 def test_one_run_gives_medians_and_the_ratios_of_those_medians(tmp_path, capsys):
     threads = torch.get_num_threads()
     out = tmp_path / "loader.json"
-    result = harness.run_loader_benchmark(_args(json=str(out)))
+    result = harness.run_loader_benchmark(_args(output=str(out)))
     assert torch.get_num_threads() == threads  # the one-thread setting is undone
     assert json.loads(out.read_text()) == result
     machine = result["machine"]
     assert machine["nproc"] >= 1 and machine["cpu_model"] and machine["torch"] == torch.__version__
     assert len(machine["load_average"]) == 3 and len(machine["load_average_after"]) == 3
+    assert set(machine["isa"]) == {"avx2", "avx512", "avx512_bf16", "amx"}
     assert result["num_iters"] == 3 and result["baseline"] == ""
     assert set(result["cells"]) == {"96x64/segment", "96x64/dense"}
     for cell in result["cells"].values():
@@ -64,7 +66,8 @@ def test_one_decoder_only_and_unknown_names():
     with pytest.raises(ValueError, match="unknown video"):
         harness.run_loader_benchmark(_args(videos=["big"]))
     with pytest.raises(SystemExit):
-        harness.main(["--samplings", "sparse"])
+        benchmark.main(["--loader", "--samplings", "sparse"])
+    assert benchmark.main(["--loader", "--videos", "big"]) == 2
 
 
 @pytest.mark.skipif(not _is_git_checkout(), reason="--baseline needs a git checkout")
@@ -85,9 +88,9 @@ def test_baseline_revision_runs_in_the_same_interleaved_run():
 
 
 def test_ops_profile_per_operator(capsys):
-    result = harness.run_loader_benchmark(_args(ops=True, num_iters=2))
+    result = harness.run_loader_benchmark(_args(profile=5, repeats=2))
     assert "cells" not in result
     ops = result["ops"]["augment"]
-    assert ops["total_ms"] > 0 and ops["ops"]
+    assert ops["total_ms"] > 0 and 0 < len(ops["ops"]) <= 5
     assert all(row["op"] and row["self_ms"] >= 0 and row["calls"] > 0 for row in ops["ops"])
     assert "self CPU per clip" in capsys.readouterr().out

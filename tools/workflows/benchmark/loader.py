@@ -1,8 +1,8 @@
 """Loader speed in one worker: where a training clip's time goes, all variants in one run.
 
-    python -m datasets.benchmark [--num-iters 30] [--baseline REV] [--json out.json]
-    python -m datasets.benchmark --ops [--baseline REV]       # augmentation per operator
-    python tools/benchmark.py --loader [--loader-baseline REV] # the same harness
+    python tools/benchmark.py --loader [--repeats 30] [--baseline REV] [--output out.json]
+        [--videos 340p 720p] [--samplings segment dense] [--decoders decord pyav]
+    python tools/benchmark.py --loader --profile 12 [--baseline REV]   # augmentation per op
 
 Videos: generated H.264 files (``make_benchmark_video``: 604x340 "340p" and 1280x720 "720p", or
 any ``WxH``; 10 s at 25 fps, x264 veryfast with B-frames, a keyframe every 2 s). Clips: the
@@ -12,46 +12,47 @@ apart; short-side resize, random resized crop, flip, colour jitter 0.8, grayscal
 normalisation). One intra-op thread, as in a DataLoader worker.
 
 Variants: decode with each decoder (decord, PyAV), augment the PyAV frames (``train_transform``)
-and, with ``--baseline REV``, PyAV decoding and augmentation from the ``datasets`` package at that
-git revision (``git archive``, imported as ``datasets_baseline``). For every clip index each
-variant runs once, in an order that rotates from clip to clip, so all of them see the same
-machine load. Reported per video and sampling: the median milliseconds per clip of every variant,
-wall clock and process CPU time (the steadier one on a shared machine), and ratios computed from
-those medians (augmentation / PyAV decode, decord / PyAV, clips/s per worker, baseline speed-ups);
-with the machine (CPU count and model, load average before and after, library versions).
+and, with ``--baseline REV``, PyAV decoding and augmentation from the ``datasets`` package at
+that git revision (``revision.archive_revision``, imported as ``datasets_baseline``). For every
+clip index each variant runs once, in an order that rotates from clip to clip, so all of them
+see the same machine load. Reported per video and sampling: the median milliseconds per clip of
+every variant, wall clock and process CPU time (the steadier one on a shared machine), and
+ratios computed from those medians (augmentation / PyAV decode, decord / PyAV, clips/s per
+worker, baseline speed-ups); with the machine (CPU count, model and instruction sets, load
+average before and after, library versions).
 
-``--ops``: self CPU time per clip of the augmentation's operators (torch.profiler), current code
-and baseline, on PyAV clips of the first video and sampling.
+``--profile N``: self CPU time per clip of the augmentation's N costliest operators
+(torch.profiler), current code and baseline, on PyAV clips of the first video and sampling.
 
-``run_loader_benchmark(args)`` is the entry point (``tools/benchmark.py --loader`` calls it);
-``args`` may lack any attribute (defaults as the command line). ``args.cfg`` may carry a full
-config tree; without it the pipeline runs with ``benchmark_settings()``.
+A development tool: it lives with the benchmark harness, not in the installable data package.
+``run_loader_benchmark(args)`` is the entry point; ``args`` may lack any attribute (defaults as
+the command line). ``args.cfg`` may carry a full config tree; without it the pipeline runs with
+``benchmark_settings()``.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from .fileio import atomic_write_text
+from datasets.fileio import atomic_write_text
+
+from .machine import cpu_info
+from .revision import archive_revision
 
 __all__ = ["run_loader_benchmark", "make_benchmark_video", "benchmark_settings", "machine_info",
-           "profile_video", "profile_ops", "ratios", "baseline_package", "main"]
+           "profile_video", "profile_ops", "ratios", "baseline_package", "video_size",
+           "RESOLUTIONS", "DECODERS", "SAMPLINGS"]
 
 RESOLUTIONS = {"340p": (340, 604), "720p": (720, 1280)}  # name -> (height, width)
 DECODERS = ("decord", "pyav")
@@ -117,39 +118,18 @@ def _version(module: str) -> str:
 
 
 def machine_info() -> dict:
-    """CPU count and model, load average, Python and library versions (for the results table)."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
-    return {"nproc": usable, "cpu_count": os.cpu_count(), "cpu_model": model,
-            "load_average": load, "python": platform.python_version(),
-            "torch": torch.__version__, "av": _version("av"), "decord": _version("decord"),
-            "numpy": np.__version__}
+    """CPU count, model and instruction sets, load average, Python and library versions."""
+    info = cpu_info()
+    return {"nproc": info["nproc"], "cpu_count": os.cpu_count(), "cpu_model": info["cpu_model"],
+            "isa": info["isa"], "load_average": info["load_average"],
+            "python": platform.python_version(), "torch": torch.__version__,
+            "av": _version("av"), "decord": _version("decord"), "numpy": np.__version__}
 
 
 def baseline_package(revision: str, folder: str) -> SimpleNamespace:
     """``datasets`` as of git ``revision`` (``git archive`` into ``folder``), imported as
     ``datasets_baseline``: its ``decoding`` and ``transforms`` modules."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        archive = subprocess.run(["git", "archive", "--format=tar", revision, "datasets"],
-                                 cwd=root, capture_output=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", b"") or b""
-        raise ValueError(f"--baseline {revision}: git archive failed in {root} (a git checkout "
-                         f"is needed): {detail.decode(errors='replace').strip() or err}") from err
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
+    archive_revision(revision, folder, ["datasets"])
     os.rename(os.path.join(folder, "datasets"), os.path.join(folder, BASELINE_NAME))
     for name in [m for m in sys.modules if m.split(".")[0] == BASELINE_NAME]:
         del sys.modules[name]  # an earlier call's revision
@@ -165,7 +145,7 @@ def baseline_package(revision: str, folder: str) -> SimpleNamespace:
 # Measuring
 # ------------------------------------------------------------------------------------------------
 def _index_fn(sampling: str, cfg, generator: torch.Generator, seen: dict | None = None):
-    from .sampling import sample_dense_indices, sample_segment_indices
+    from datasets.sampling import sample_dense_indices, sample_segment_indices
 
     def index_fn(n):
         if seen is not None:
@@ -192,9 +172,9 @@ def profile_video(path: str, sampling: str, cfg, num_iters: int, decoders=DECODE
     ``decode_<decoder>`` for each decoder, ``augment`` (of the PyAV frames, or the first
     decoder's without PyAV), and with ``baseline`` ``decode_pyav_baseline``, ``augment_baseline``.
     """
-    from .decoding import load_frames
-    from .transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
-    from .video_dataset import item_generator
+    from datasets.decoding import load_frames
+    from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+    from datasets.video_dataset import item_generator
     variants = {f"decode_{d}": (load_frames, d) for d in decoders}
     augmenters = {"augment": train_transform}
     if baseline is not None:
@@ -266,9 +246,9 @@ def profile_ops(path: str, sampling: str, cfg, num_iters: int, baseline=None,
     ``baseline``, on PyAV-decoded clips of ``path``."""
     from torch.profiler import ProfilerActivity, profile
 
-    from .decoding import load_frames
-    from .transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
-    from .video_dataset import item_generator
+    from datasets.decoding import load_frames
+    from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+    from datasets.video_dataset import item_generator
     variants = {"augment": train_transform}
     if baseline is not None:
         variants["augment_baseline"] = baseline.transforms.train_transform
@@ -307,17 +287,18 @@ def _machine_line(info: dict) -> str:
 
 
 def run_loader_benchmark(args=None) -> dict:
-    """Run the harness (see the module docstring); writes ``args.json`` if set. Returns
+    """Run the harness (see the module docstring); writes ``args.output`` if set. Returns
     ``{"machine", "num_iters", "baseline", "decoders", "cells": {"VIDEO/SAMPLING": {"ms",
-    "wall", "cpu"}}}`` (``"ops"`` instead of cells with ``args.ops``)."""
-    num_iters = int(getattr(args, "num_iters", None) or 30)
+    "wall", "cpu"}}}`` (``"ops"`` instead of cells with ``args.profile``, the number of
+    operators listed). ``args.repeats``: clips per video and sampling (default 30)."""
+    num_iters = int(getattr(args, "repeats", None) or 30)
     decoders = tuple(getattr(args, "decoders", None) or DECODERS)
     samplings = tuple(getattr(args, "samplings", None) or SAMPLINGS)
     videos = tuple(getattr(args, "videos", None) or RESOLUTIONS)
     revision = getattr(args, "baseline", None) or ""
-    ops = bool(getattr(args, "ops", False))
+    top_ops = int(getattr(args, "profile", 0) or 0)
     seconds = float(getattr(args, "seconds", None) or VIDEO_SECONDS)
-    out_json = getattr(args, "json", None) or ""
+    output = getattr(args, "output", None) or ""
     cfg = getattr(args, "cfg", None) or benchmark_settings()
     sizes = {video: video_size(video) for video in videos}
     for decoder in decoders:
@@ -334,13 +315,14 @@ def run_loader_benchmark(args=None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             baseline = (baseline_package(revision, os.path.join(tmp, "baseline"))
                         if revision else None)
-            if ops:
+            if top_ops:
                 path = os.path.join(tmp, f"{videos[0]}.mp4")
                 make_benchmark_video(path, *sizes[videos[0]], seconds=seconds)
-                results["ops"] = profile_ops(path, samplings[0], cfg, num_iters, baseline)
+                results["ops"] = profile_ops(path, samplings[0], cfg, num_iters, baseline,
+                                             top_ops)
             else:
                 results["cells"] = {}
-            for video in ([] if ops else videos):
+            for video in ([] if top_ops else videos):
                 path = os.path.join(tmp, f"{video}.mp4")
                 make_benchmark_video(path, *sizes[video], seconds=seconds)
                 for sampling in samplings:
@@ -357,33 +339,6 @@ def run_loader_benchmark(args=None) -> dict:
         torch.set_num_threads(threads)
     results["machine"]["load_average_after"] = machine_info()["load_average"]
     print(f"load average after: {' '.join(map(str, results['machine']['load_average_after']))}")
-    if out_json:
-        atomic_write_text(out_json, json.dumps(results, indent=1) + "\n")
+    if output:
+        atomic_write_text(output, json.dumps(results, indent=1) + "\n")
     return results
-
-
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-iters", type=int, default=30, help="clips per video and sampling")
-    parser.add_argument("--baseline", default="",
-                        help="git revision whose datasets package runs alongside")
-    parser.add_argument("--videos", nargs="+", default=list(RESOLUTIONS),
-                        help=f"{' '.join(RESOLUTIONS)} or WxH")
-    parser.add_argument("--samplings", nargs="+", default=list(SAMPLINGS), choices=SAMPLINGS)
-    parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
-    parser.add_argument("--ops", action="store_true",
-                        help="profile the augmentation per operator instead (first video and "
-                             "sampling)")
-    parser.add_argument("--json", default="", help="write the results here")
-    args = parser.parse_args(argv)
-    for video in args.videos:
-        try:
-            video_size(video)
-        except ValueError as err:
-            parser.error(str(err))
-    return run_loader_benchmark(args)
-
-
-if __name__ == "__main__":
-    main()
