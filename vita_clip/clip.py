@@ -241,7 +241,10 @@ class TextAttention(nn.Module):
         n, length, dim = x.shape
         qkv = frozen_aware_linear(self, x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.view(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        mixed = attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        # unbind, not qkv[0], qkv[1], qkv[2]: the backward of three selects zero-fills and adds
+        # three full-size [3, n, heads, length, head_dim] buffers, unbind's stacks once
+        q, k, v = qkv.unbind(0)
+        mixed = attention(q, k, v, is_causal=True)
         return self.out_proj(mixed.transpose(1, 2).reshape(n, length, dim))
 
 
