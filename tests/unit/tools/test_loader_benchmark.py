@@ -1,5 +1,6 @@
-"""The loader harness (tools/workflows/benchmark/loader.py): one run gives every variant's medians, and the
-ratios it reports are computed from those same medians; --baseline and --ops run alongside."""
+"""The loader harness (tools/workflows/benchmark/loader.py): one run gives every variant's
+medians, and the ratios it reports are computed from those same medians; --baseline and
+--profile run alongside."""
 from __future__ import annotations
 
 import json

@@ -88,7 +88,8 @@ def make_benchmark_video(path: str, height: int, width: int, seconds: float = VI
 def benchmark_settings() -> SimpleNamespace:
     """The DATA / AUG values the training item pipeline reads, as in the released configs:
     8 frames, 224 crop, segment span 4 (dense: 8 frames 8 apart), colour jitter 0.8."""
-    data = SimpleNamespace(NUM_FRAMES=8, INPUT_SIZE=224, FRAME_INTERVAL=8, RESIZE_ROUNDING="half_up")
+    data = SimpleNamespace(NUM_FRAMES=8, INPUT_SIZE=224, FRAME_INTERVAL=8,
+                           RESIZE_ROUNDING="half_up")
     aug = SimpleNamespace(SCALE=(0.08, 1.0), RATIO=(0.75, 1.3333333333333333), AUTO_AUGMENT="",
                           FLIP_RATIO=0.5, COLOR_JITTER=0.8, GRAY_SCALE=0.2, REPROB=0.0,
                           REMODE="pixel", RECOUNT=1, FRAME_INTERVAL=4,
