@@ -23,6 +23,8 @@ import sys
 import tempfile
 from typing import Any
 
+import torch
+
 from tools._cli import UsageError
 
 from .revision import REPO_ROOT, archive_revision, describe_revision
@@ -41,15 +43,19 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH"))
                                             if p)
+        # stderr to a file: a pipe nobody reads would block a worker that warns a lot
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.workflows.benchmark.worker",
              json.dumps(dict(config, code=code))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=str(REPO_ROOT), env=env)
+            stderr=self.log, text=True, cwd=str(REPO_ROOT), env=env)
 
     def read(self) -> dict:
         line = self.process.stdout.readline()
         if not line:
-            error = self.process.stderr.read().strip()[-2000:]
+            self.process.wait(timeout=60)
+            self.log.seek(0)
+            error = self.log.read().strip()[-2000:]
             raise RuntimeError(f"the {self.name} worker stopped:\n{error}")
         return json.loads(line)
 
@@ -69,13 +75,14 @@ class _Worker:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self.log.close()
 
 
 def _compare_model(model: str, args, baseline_code: str) -> dict[str, Any]:
     batch = sorted(args.batch_sizes)[0]
     config = {"model": model, "num_frames": args.num_frames, "img_size": args.img_size,
               "num_classes": args.num_classes, "batch_size": batch, "modes": list(args.modes),
-              "threads": args.threads or 2}
+              "threads": args.threads or torch.get_num_threads()}
     workers = {"baseline": _Worker("baseline", baseline_code, config),
                "current": _Worker("current", str(REPO_ROOT), config)}
     try:
