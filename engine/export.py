@@ -46,7 +46,8 @@ from .config import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = ["FORMATS", "EXPORTERS", "EXTENSIONS", "DEPLOY_EXTRA", "ExportGraph", "export_model", "sidecar_path",
-           "pipeline_settings", "require_module", "MissingRuntimeError", "ONNX_OPSET"]
+           "pipeline_settings", "require_module", "export_onnx", "convert_to_openvino",
+           "convert_to_tensorrt", "MissingRuntimeError", "ONNX_OPSET"]
 
 FORMATS = ("onnx", "openvino", "tensorrt")
 EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
@@ -129,7 +130,8 @@ def _example_video(cfg, batch: int = 2) -> torch.Tensor:
     return torch.randn((batch, frames, 3, size, size), generator=torch.Generator().manual_seed(0))
 
 
-def _export_onnx(graph: ExportGraph, video: torch.Tensor, dst: str, exporter: str) -> None:
+def export_onnx(graph: ExportGraph, video: torch.Tensor, dst: str,
+                exporter: str = "classic") -> None:
     """ONNX with a dynamic batch, written to a temporary name and renamed (never a half-written
     file). ``exporter``: ``classic`` (TorchScript tracing) or ``dynamo`` (torch.export +
     onnxscript); see the module docstring for the choice."""
@@ -155,7 +157,8 @@ def _export_onnx(graph: ExportGraph, video: torch.Tensor, dst: str, exporter: st
             raise ConfigError(f"--exporter {exporter}: choose one of {', '.join(EXPORTERS)}")
 
 
-def _export_openvino(onnx_file: str, dst: str) -> None:
+def convert_to_openvino(onnx_file: str, dst: str) -> None:
+    """OpenVINO IR (dst .xml + .bin, float32) converted from an ONNX file."""
     ov = require_module("openvino", "OpenVINO export")
     model = ov.convert_model(onnx_file)
     stem = os.path.splitext(dst)[0]
@@ -169,7 +172,7 @@ def _export_openvino(onnx_file: str, dst: str) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _export_tensorrt(onnx_file: str, dst: str) -> None:
+def convert_to_tensorrt(onnx_file: str, dst: str) -> None:
     """A float32 TensorRT engine built from the ONNX file (needs CUDA and the tensorrt package).
     The batch range is 1..32 with 1 as the optimisation point (single-clip latency)."""
     trt = require_module("tensorrt", "TensorRT export")
@@ -246,13 +249,13 @@ def export_model(model: nn.Module, cfg, checkpoint: str, fmt: str, out_dir: str,
     if os.path.abspath(onnx_file) == os.path.abspath(checkpoint):
         raise ConfigError(f"--out {out_dir}: the exported file would replace the checkpoint "
                           f"{checkpoint}; choose another --out")
-    _export_onnx(graph, video, onnx_file, exporter)
+    export_onnx(graph, video, onnx_file, exporter)
     atomic_write_text(sidecar_path(onnx_file), json.dumps(
         _sidecar(cfg, graph, "onnx", onnx_file, checkpoint, video, exporter), indent=1) + "\n")
     if fmt == "onnx":
         return onnx_file
     dst = os.path.join(out_dir, stem + EXTENSIONS[fmt])
-    (_export_openvino if fmt == "openvino" else _export_tensorrt)(onnx_file, dst)
+    (convert_to_openvino if fmt == "openvino" else convert_to_tensorrt)(onnx_file, dst)
     atomic_write_text(sidecar_path(dst), json.dumps(
         _sidecar(cfg, graph, fmt, dst, checkpoint, video, exporter), indent=1) + "\n")
     return dst

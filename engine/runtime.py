@@ -37,8 +37,8 @@ __all__ = ["RUNTIMES", "RuntimeModel", "is_exported", "read_sidecar", "exported_
            "inference_cfg",
            "check_cfg_fits", "load_inference_model", "MissingRuntimeError"]
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
-_RUNTIME_OF_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino"}
+RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")  # tensorrt: CUDA only
+_RUNTIME_OF_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt"}
 
 
 def is_exported(path: str) -> bool:
@@ -108,6 +108,9 @@ class _OnnxRuntimeSession:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle threads sleep instead of spinning: the runtime shares the CPU with the decoder
+        # and PyTorch (spinning threads slowed everything running after it)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -135,7 +138,44 @@ class _OpenVinoSession:
                 for name, output in zip(self.output_names, self.compiled.outputs)}
 
 
-_SESSIONS = {"onnxruntime": _OnnxRuntimeSession, "openvino": _OpenVinoSession}
+class _TensorRtSession:
+    """A serialized TensorRT engine (tools/export.py --format tensorrt) on the current GPU;
+    buffers are torch CUDA tensors."""
+
+    def __init__(self, model_file: str, threads: int, device: str):
+        trt = require_module("tensorrt", "--runtime tensorrt")
+        if not torch.cuda.is_available():
+            raise ConfigError("--runtime tensorrt needs a CUDA GPU")
+        with open(model_file, "rb") as f:
+            self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
+                f.read())
+        if self.engine is None:
+            raise ConfigError(f"{model_file}: TensorRT could not load this engine (it is built "
+                              f"for one GPU and TensorRT version); export it again here")
+        self.context = self.engine.create_execution_context()
+        self.output_names = ["logits", "features"]
+
+    def __call__(self, video: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.cpu().numpy() for k, v in self.run_cuda(torch.from_numpy(video)).items()}
+
+    def run_cuda(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        video = video.to("cuda", torch.float32).contiguous()
+        self.context.set_input_shape("video", tuple(video.shape))
+        self.context.set_tensor_address("video", video.data_ptr())
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            outputs[name] = torch.empty(shape, device="cuda", dtype=torch.float32)
+            self.context.set_tensor_address(name, outputs[name].data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT inference failed")
+        stream.synchronize()
+        return outputs
+
+
+_SESSIONS = {"onnxruntime": _OnnxRuntimeSession, "openvino": _OpenVinoSession,
+             "tensorrt": _TensorRtSession}
 
 
 class RuntimeModel(nn.Module):
@@ -149,15 +189,19 @@ class RuntimeModel(nn.Module):
     """
 
     def __init__(self, model_file: str, runtime: str, threads: int | None = None,
-                 device: str = "cpu", text_model: nn.Module | None = None):
+                 device: str = "cpu", text_model: nn.Module | None = None,
+                 meta: dict | None = None):
         super().__init__()
         if runtime not in _SESSIONS:
             raise ConfigError(f"--runtime {runtime}: an exported model runs under "
                               f"{' or '.join(_SESSIONS)}")
+        if (runtime == "tensorrt") != model_file.lower().endswith(".engine"):
+            raise ConfigError(f"--runtime {runtime} cannot run {model_file}: a TensorRT "
+                              f".engine runs under --runtime tensorrt only")
         if runtime == "onnxruntime" and not model_file.lower().endswith(".onnx"):
             raise ConfigError(f"--runtime onnxruntime runs .onnx files, not {model_file}; use "
                               f"--runtime openvino, or the .onnx file exported beside it")
-        self.meta = read_sidecar(model_file)
+        self.meta = meta if meta is not None else read_sidecar(model_file)
         self.model_file = model_file
         self.runtime = runtime
         self.session = _SESSIONS[runtime](model_file, threads or torch.get_num_threads(), device)
@@ -168,6 +212,8 @@ class RuntimeModel(nn.Module):
         return f"RuntimeModel({self.model_file!r}, runtime={self.runtime!r})"
 
     def run(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        if isinstance(self.session, _TensorRtSession):  # GPU in, GPU out
+            return {k: v.to(video.device) for k, v in self.session.run_cuda(video).items()}
         array = video.detach().to("cpu", torch.float32).contiguous().numpy()
         return {name: torch.from_numpy(out).to(video.device)
                 for name, out in self.session(array).items()}
@@ -206,8 +252,8 @@ def load_inference_model(cfg, checkpoint: str, runtime: str | None = None,
     if exported:
         if runtime == "torch":
             raise ConfigError(f"{what} {checkpoint} is an exported model: run it with "
-                              f"--runtime onnxruntime or openvino, or give the .pth checkpoint "
-                              f"for --runtime torch")
+                              f"--runtime onnxruntime, openvino or tensorrt (.engine), or give "
+                              f"the .pth checkpoint for --runtime torch")
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"{what} {checkpoint} does not exist")
         model = RuntimeModel(checkpoint, runtime, device=device.type)
@@ -217,8 +263,10 @@ def load_inference_model(cfg, checkpoint: str, runtime: str | None = None,
                                      what)
     if runtime == "torch":
         return torch_model
-    require_module("onnxruntime" if runtime == "onnxruntime" else "openvino",
-                   f"--runtime {runtime}")
+    if runtime == "tensorrt":
+        raise ConfigError("--runtime tensorrt runs an engine exported by tools/export.py "
+                          "--format tensorrt (give the .engine file as --checkpoint)")
+    require_module(runtime, f"--runtime {runtime}")
     logger.info("exporting %s to ONNX for --runtime %s", checkpoint, runtime)
     scores_text = callable(getattr(torch_model, "encode_text", None))
     with tempfile.TemporaryDirectory(prefix="video-export-") as folder:  # the runtimes keep

@@ -30,9 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or "
                              "a model exported by tools/export.py (.onnx, .xml)")
-    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                         help="what runs the model (default: torch for a checkpoint, onnxruntime "
-                             "for .onnx, openvino for .xml); docs/deploy.md")
+                             "for .onnx, openvino for .xml, tensorrt for .engine); docs/deploy.md")
     parser.add_argument("--input", required=True, nargs="+", metavar="LIST_OR_DIR",
                         help="list files (`path` or `path,label` lines), folders of videos "
                              "(searched at any depth) or video files")

@@ -37,9 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or "
                              "a model exported by tools/export.py (.onnx, .xml)")
-    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                         help="what runs the model (default: torch for a checkpoint, onnxruntime "
-                             "for .onnx, openvino for .xml); docs/deploy.md")
+                             "for .onnx, openvino for .xml, tensorrt for .engine); docs/deploy.md")
     parser.add_argument("--topk", type=int, default=5, help="classes listed per video/window")
     parser.add_argument("--json", metavar="OUT", help="write every prediction to this JSON file")
     parser.add_argument("--labels", metavar="FILE_OR_LIST",

@@ -34,9 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, metavar="PATH|NAME",
                         help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or a "
                              "model-zoo name such as video_focalnet_tiny_k400")
-    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                         help="what runs the model (default: torch for a checkpoint, onnxruntime "
-                             "for .onnx, openvino for .xml)")
+                             "for .onnx, openvino for .xml, tensorrt for .engine)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. --opts TEST.NUM_CLIP 4 TEST.NUM_CROP 3")
     parser.add_argument("--batch-size", type=int, help="TEST.BATCH_SIZE (videos per process)")
