@@ -151,21 +151,3 @@ def test_vita_clip_matches_eager_with_baked_and_other_text(runtime, tmp_path):
     assert float((got_other - other_logits).abs().max()) < TOLERANCE
     assert logits.std() > 1e-3
 
-
-@pytest.mark.gpu
-def test_tensorrt_engine_matches_eager(focal_exports, tmp_path):
-    if not torch.cuda.is_available():
-        pytest.skip("TensorRT needs a CUDA device")
-    pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install tensorrt)")
-    from engine.export import convert_to_tensorrt
-    model, onnx_file = focal_exports("parallel")
-    engine_file = str(tmp_path / "parallel.engine")
-    convert_to_tensorrt(onnx_file, engine_file)
-    Path(sidecar_path(engine_file)).write_text(Path(sidecar_path(onnx_file)).read_text())
-    exported = RuntimeModel(engine_file, "tensorrt")
-    video = _video(3)
-    with torch.no_grad():
-        logits = model(video)
-    got = exported(video.cuda())
-    assert got.device.type == "cuda" and got.shape == logits.shape
-    assert float((got.cpu() - logits).abs().max()) < TOLERANCE
