@@ -58,8 +58,9 @@ FORMAT_VERSION = 1
 # Config keys of evaluation's pipeline (datasets.eval_frame_indices / eval_clip_views): an
 # exported model is fed exactly what tools/test.py feeds the PyTorch model.
 PIPELINE_KEYS = ("DATA.NUM_FRAMES", "DATA.IMG_SIZE", "DATA.INPUT_SIZE", "DATA.SAMPLING",
-                 "DATA.FRAME_INTERVAL", "DATA.DECODER", "DATA.MEAN", "DATA.STD", "TEST.NUM_CLIP",
-                 "TEST.NUM_CROP")
+                 "DATA.FRAME_INTERVAL", "AUG.FRAME_INTERVAL", "DATA.DECODER",
+                 "DATA.RESIZE_ROUNDING", "DATA.MEAN", "DATA.STD", "TEST.NUM_CLIP",
+                 "TEST.NUM_CROP", "TEST.RESIZE_SCALE", "TEST.THREE_CROP")
 
 
 class MissingRuntimeError(ConfigError):

@@ -151,3 +151,19 @@ def test_vita_clip_matches_eager_with_baked_and_other_text(runtime, tmp_path):
     assert float((got_other - other_logits).abs().max()) < TOLERANCE
     assert logits.std() > 1e-3
 
+
+
+@pytest.mark.parametrize("config", ["video_focalnet/kinetics400/tiny.yaml", "vita_clip/tiny.yaml"])
+def test_exported_config_reproduces_the_evaluation_pipeline(config):
+    """The JSON's pipeline settings give back the config's evaluation pipeline (the family's
+    official values included), so an exported file runs without its YAML."""
+    from engine.export import pipeline_settings
+    from engine.runtime import exported_cfg
+    cfg = load_cfg(str(REPO / "configs" / config), ["TEST.NUM_CLIP", "2"])
+    names = [f"class {i}" for i in range(cfg.MODEL.NUM_CLASSES)]
+    meta = json.loads(json.dumps({"pipeline": pipeline_settings(cfg), "class_names": names,
+                                  "model_type": cfg.MODEL.TYPE}))  # through JSON, as on disk
+    rebuilt = exported_cfg(meta)
+    assert pipeline_settings(rebuilt) == pipeline_settings(cfg)
+    assert rebuilt.MODEL.TYPE == cfg.MODEL.TYPE and rebuilt.TEST.NUM_CLIP == 2
+    assert exported_cfg(meta, ["TEST.NUM_CROP", "1"]).TEST.NUM_CROP == 1
