@@ -45,7 +45,8 @@ from .config import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMATS", "EXPORTERS", "EXTENSIONS", "DEPLOY_EXTRA", "ExportGraph", "export_model", "sidecar_path",
+__all__ = ["FORMATS", "EXPORTERS", "EXTENSIONS", "DEPLOY_EXTRA", "ExportGraph", "export_model",
+           "sidecar_path",
            "pipeline_settings", "require_module", "export_onnx", "convert_to_openvino",
            "convert_to_tensorrt", "MissingRuntimeError", "ONNX_OPSET"]
 

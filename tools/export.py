@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tools._cli import make_main, new_parser  # noqa: E402
 
-FORMATS = ("onnx", "openvino", "tensorrt")  # engine.export.FORMATS (not imported: --help stays fast)
+# engine.export.FORMATS, not imported here so that --help stays fast
+FORMATS = ("onnx", "openvino", "tensorrt")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -70,7 +70,8 @@ def test_predict_without_config_matches_torch(name, request, exported, tmp_path,
         assert want[video][0].sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_extract_features_under_runtimes_matches_torch(focal, exported, tmp_path, capsys):  # noqa: F811
+def test_extract_features_under_runtimes_matches_torch(focal, exported, tmp_path,  # noqa: F811
+                                                       capsys):
     videos = str(focal.data / "val.csv")
     common = ["--input", videos, "--window", "0.4"]
     assert features_tool(["--cfg", str(focal.cfg), "--checkpoint", str(focal.checkpoint),
@@ -128,7 +129,8 @@ def test_vita_free_text_labels_under_a_runtime(vita, tmp_path, capsys):  # noqa:
     assert max(abs(a["prob"] - b["prob"]) for a, b in zip(want["topk"], got["topk"])) < TOLERANCE
 
 
-def test_deploy_errors_are_one_line(focal, vita, exported, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_deploy_errors_are_one_line(focal, vita, exported, tmp_path,  # noqa: F811
+                                    capsys, monkeypatch):
     video = str(focal.val_videos[0])
 
     def error_of(tool, argv) -> str:

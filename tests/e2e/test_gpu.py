@@ -302,7 +302,8 @@ def test_tensorrt_engine_matches_eager(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA device")
     pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install tensorrt)")
-    pytest.importorskip("onnx", reason="the deploy extra is not installed (pip install '.[deploy]')")
+    pytest.importorskip("onnx", reason="the deploy extra is not installed (pip install "
+                                       "'.[deploy]')")
     from engine.build import build_model_without_init
     from engine.config import load_cfg
     from engine.export import export_model
