@@ -16,10 +16,10 @@ against the exported ``features`` (engine/runtime.py).
 
 ONNX comes from the classic exporter (``torch.onnx.export(dynamo=False)``, TorchScript tracing)
 by default, ``exporter="dynamo"`` (``torch.export`` + onnxscript) on request. Both graphs agree
-with eager to about 1e-7 and run equally fast under ONNX Runtime and OpenVINO (docs/deploy.md),
-but the classic exporter takes seconds where torch.export takes minutes (Video-FocalNet-T: about
-10 s against 80 s on 2 cores), which decides it for a command users run and tests that export
-every design. It needs model code without negative permutation dims (it writes them into
+with eager to about 1e-7 and run equally fast under ONNX Runtime (docs/deploy.md), but on small
+models the classic exporter takes seconds where torch.export takes half a minute (a tiny
+Video-FocalNet: about 3 s against 25-35 s on 2 loaded cores), which decides it for tests that
+export every design; for Video-FocalNet-T both take a minute or more, dominated by the forward. It needs model code without negative permutation dims (it writes them into
 Transpose nodes that ONNX Runtime refuses; video_focalnet/modulation.py spells them
 non-negative). The tracer fixes the frames and size (the model's shape checks become constants);
 the batch stays dynamic. OpenVINO IR is converted from the ONNX file (``openvino.convert_model``)

@@ -167,3 +167,20 @@ def test_exported_config_reproduces_the_evaluation_pipeline(config):
     assert pipeline_settings(rebuilt) == pipeline_settings(cfg)
     assert rebuilt.MODEL.TYPE == cfg.MODEL.TYPE and rebuilt.TEST.NUM_CLIP == 2
     assert exported_cfg(meta, ["TEST.NUM_CROP", "1"]).TEST.NUM_CROP == 1
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_matches_eager(tmp_path):
+    """--exporter dynamo (torch.export + onnxscript) gives the same model as the classic one."""
+    pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install '.[deploy]')")
+    _runtime_available("onnxruntime")
+    cfg = load_cfg(str(REPO / "configs" / "ablations" / "designs" / "parallel.yaml"), TINY_FOCAL)
+    torch.manual_seed(0)
+    model = build_model_without_init(cfg).eval()
+    path = export_model(model, cfg, str(tmp_path / "m.pth"), "onnx", str(tmp_path),
+                        exporter="dynamo")
+    assert "dynamo=True" in json.loads(Path(sidecar_path(path)).read_text())["exporter"]
+    video = _video(3)
+    with torch.no_grad():
+        logits = model(video)
+    assert float((RuntimeModel(path, "onnxruntime")(video) - logits).abs().max()) < TOLERANCE
