@@ -30,8 +30,8 @@ def warn_if_hugging_face_datasets_installed():
         f"virtual environment without it\n(`pip uninstall datasets` there).\n{bar}\n\n")
 
 
-def read_requirements():
-    lines = (HERE / "requirements.txt").read_text().splitlines()
+def read_requirements(name: str = "requirements.txt"):
+    lines = (HERE / name).read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
@@ -51,6 +51,9 @@ setup(
                   "engine.configs": ["**/*.yaml"]},
     include_package_data=True,
     install_requires=read_requirements(),
+    # `pip install .[deploy]`: the inference runtimes of tools/export.py and --runtime
+    # (docs/deploy.md), pinned in requirements-deploy.txt
+    extras_require={"deploy": read_requirements("requirements-deploy.txt")},
     # Model packages announce themselves to the engine (engine/registry.py); a new model
     # package adds one line here and nothing in engine/.
     entry_points={"video_recognition.models": [

@@ -266,8 +266,10 @@ def _write_eval_config(cfg) -> str:
     return path
 
 
-def test(cfg, checkpoint: str | None) -> dict:
+def test(cfg, checkpoint: str | None, runtime: str | None = None) -> dict:
     """Evaluate `checkpoint` on the test split with TEST.NUM_CLIP x TEST.NUM_CROP views.
+    ``runtime`` (torch, onnxruntime, openvino; None: by the file's kind) is what runs the model
+    (engine/runtime.py): an exported file, or the checkpoint exported first.
 
     Writes OUTPUT/eval_results.json, OUTPUT/predictions.csv and OUTPUT/scores.npy (rank 0);
     returns the summary dict (top1, top5, mean_class_acc, num_videos, bad_videos, per_class_acc,
@@ -284,25 +286,31 @@ def test(cfg, checkpoint: str | None) -> dict:
         check_before_work(cfg, checkpoint)
         lock = lock_output(cfg.OUTPUT, dist_info, "evaluation")
         try:
-            return _test_locked(cfg, checkpoint, dist_info)
+            return _test_locked(cfg, checkpoint, dist_info, runtime)
         finally:
             if lock is not None:
                 lock.release()
 
 
-def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
+def _test_locked(cfg, checkpoint: str, dist_info, runtime: str | None = None) -> dict:
     from datasets import build_loader
 
+    from .runtime import is_exported, load_inference_model
+
     setup_logging(cfg.OUTPUT, dist_info.rank, defer_file=True)
-    ckpt = safe_load(checkpoint)
+    on_runtime = is_exported(checkpoint) or runtime not in (None, "torch")
+    ckpt = None if on_runtime else safe_load(checkpoint)
     loader = build_loader(cfg, "test")  # before the model: it may read the dataset's class list
-    # every weight comes from the checkpoint: initialisation files are neither read nor
-    # required to exist
-    model = build_model_without_init(cfg).to(dist_info.device)
-    # Strict for every layout: evaluating with some weights left at random init would be a
-    # silent wrong answer (the reference's strict=False hid such mismatches).
-    load_model_weights(model, ckpt, strict=True, source=checkpoint)
-    check_checkpoint_classes(cfg, ckpt, model, f"--checkpoint {checkpoint}")
+    if on_runtime:  # an exported graph, or the checkpoint exported for the runtime
+        model = load_inference_model(cfg, checkpoint, runtime, dist_info.device)
+    else:
+        # every weight comes from the checkpoint: initialisation files are neither read nor
+        # required to exist
+        model = build_model_without_init(cfg).to(dist_info.device)
+        # Strict for every layout: evaluating with some weights left at random init would be a
+        # silent wrong answer (the reference's strict=False hid such mismatches).
+        load_model_weights(model, ckpt, strict=True, source=checkpoint)
+        check_checkpoint_classes(cfg, ckpt, model, f"--checkpoint {checkpoint}")
     if dist_info.is_main:  # the checkpoint fits: from here on the run writes into OUTPUT
         start_log_file()
         _write_eval_config(cfg)
@@ -311,7 +319,8 @@ def _test_locked(cfg, checkpoint: str, dist_info) -> dict:
     slow_bf16 = slow_bf16_warning(cfg, dist_info.device)
     if slow_bf16:
         logger.warning(slow_bf16)
-    result = evaluate(compile_model(model, cfg.TEST.COMPILE), loader, dist_info.device,
+    result = evaluate(model if on_runtime else compile_model(model, cfg.TEST.COMPILE), loader,
+                      dist_info.device,
                       amp=amp_dtype(cfg), print_freq=cfg.PRINT_FREQ)
     log_metrics(result["metrics"])
     summary = None

@@ -34,6 +34,22 @@ if [ ! -f "$STAMP" ]; then
 else
   echo "[setup] environment up to date ($VENV)"
 fi
+# The deploy extra (inference runtimes, requirements-deploy.txt) when asked for: scripts/test.sh
+# asks, so that the export/runtime tests run; the demo does not need it.
+if [ "${VIDEO_DEPLOY_EXTRAS:-0}" = "1" ]; then
+  DEPLOY_STAMP="$VENV/.deploy-$(sha256sum "$REPO_ROOT/requirements-deploy.txt" | cut -c1-16)"
+  if [ ! -f "$DEPLOY_STAMP" ]; then
+    echo "[setup] installing the deploy extra (requirements-deploy.txt: ONNX, ONNX Runtime, OpenVINO)"
+    LOG="$VENV/install-deploy.log"
+    if ! python -m pip install --disable-pip-version-check -q -r "$REPO_ROOT/requirements-deploy.txt" >"$LOG" 2>&1; then
+      grep -v "is ignored: it is neither a file nor a directory" "$LOG" >&2 || true
+      echo "error: installing the deploy extra failed (full log: $LOG)" >&2
+      exit 1
+    fi
+    rm -f "$VENV"/.deploy-*
+    touch "$DEPLOY_STAMP"
+  fi
+fi
 # Hugging Face's `datasets` distribution installs the same top-level package as our data package.
 if HF_VERSION="$(python -c 'from importlib import metadata; print(metadata.version("datasets"))' 2>/dev/null)"; then
   echo "error: Hugging Face's datasets $HF_VERSION is installed in $VENV; its top-level package" \

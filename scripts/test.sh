@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv if missing, install once, run the whole test suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k golden`.
+# The deploy extra too (ONNX Runtime, OpenVINO): the export/runtime tests need it.
+export VIDEO_DEPLOY_EXTRAS="${VIDEO_DEPLOY_EXTRAS:-1}"
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 export PYTHONUNBUFFERED=1
 set +e

@@ -1,7 +1,8 @@
 """Extract pre-logit features of videos to .npy.
 
     python tools/extract_features.py --cfg CFG --checkpoint CKPT --input LIST_OR_DIR --out DIR
-        [--window SECONDS [--stride SECONDS]] [--opts KEY VALUE ...]
+        [--window SECONDS [--stride SECONDS]] [--runtime torch|onnxruntime|openvino]
+        [--opts KEY VALUE ...]
     torchrun --nproc_per_node 4 tools/extract_features.py ...     # every video once across ranks
 
 Writes DIR/features.npy (float32 [N, D], or [N, windows, D] with --window; NaN where a shorter
@@ -24,10 +25,14 @@ from tools._cli import UsageError, make_main, new_parser  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, metavar="FILE",
-                        help="config the model was trained with")
+    parser.add_argument("--cfg", metavar="FILE", help="config the model was trained with "
+                        "(not needed for an exported model: its JSON has the settings)")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="weights: ours, or the official Video-FocalNet / Vita-CLIP files")
+                        help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or "
+                             "a model exported by tools/export.py (.onnx, .xml)")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                        help="what runs the model (default: torch for a checkpoint, onnxruntime "
+                             "for .onnx, openvino for .xml, tensorrt for .engine); docs/deploy.md")
     parser.add_argument("--input", required=True, nargs="+", metavar="LIST_OR_DIR",
                         help="list files (`path` or `path,label` lines), folders of videos "
                              "(searched at any depth) or video files")
@@ -44,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.config import load_cfg
+    from engine.runtime import inference_cfg
     from tools.workflows.features import extract_features
     if args.stride is not None and args.window is None:
         raise UsageError("--stride needs --window")
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             finite_seconds(value, flag)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    cfg = load_cfg(args.cfg, list(args.opts) + ["OUTPUT", args.out])
+    cfg = inference_cfg(args.cfg, args.checkpoint, list(args.opts) + ["OUTPUT", args.out])
     if cfg.DATA.DECODER == "frames":
         raise UsageError("tools/extract_features.py reads video files; DATA.DECODER frames is "
                          "for folders of frames: use --opts DATA.DECODER pyav (or decord)")
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                                 f"a checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
-    return extract_features(cfg, checkpoint, args.input, args.out, args.window, args.stride)
+    return extract_features(cfg, checkpoint, args.input, args.out, args.window, args.stride,
+                            runtime=args.runtime)
 
 
 main = make_main(parse_args, run)

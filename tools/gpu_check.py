@@ -5,11 +5,14 @@
 1. the test suite's GPU-marked tests (tests/e2e/test_gpu.py: training steps of both models in
    float32 / fp16 with the grad scaler / bf16, checkpoint save and resume, GPU evaluation equal to
    CPU evaluation, the loader with pinned memory and workers, torchrun + NCCL scoring every video
-   exactly once);
+   exactly once; a TensorRT engine against eager where tensorrt is installed);
 2. ``tools/benchmark.py`` on the GPU: Video-FocalNet-T/S/B and Vita-CLIP, inference and training
    step, float32 / float16 / bfloat16, interleaved with the reference ports, and compiled when
    that benchmark offers ``--compile``; in priority order until the time budget (default 450 s
-   for the whole check, under 8 minutes on one GPU) runs out, the rest reported as skipped.
+   for the whole check, under 8 minutes on one GPU) runs out, the rest reported as skipped;
+3. the runtime rows (``tools/benchmark.py --runtimes``): Video-FocalNet-T exported and run under
+   TensorRT and ONNX Runtime's CUDA provider beside eager on the GPU, each where its package is
+   installed (``tensorrt``, ``onnxruntime-gpu``; not pinned), else reported as skipped.
 
 Writes DIR/gpu_report.json (every check with status passed | failed | skipped, seconds and a
 message; the benchmark numbers) and DIR/gpu_summary.txt (the same as tables), and prints the
@@ -155,6 +158,57 @@ def run_benchmark(python: str, model: str, batch: int, compiled: list[str] | Non
     return check, result
 
 
+GPU_RUNTIME_PROBE = ("import json, importlib.util as u; ort = u.find_spec('onnxruntime'); "
+                     "p = __import__('onnxruntime').get_available_providers() if ort else []; "
+                     "print(json.dumps({'tensorrt': bool(u.find_spec('tensorrt')), "
+                     "'onnxruntime-cuda': 'CUDAExecutionProvider' in p}))")
+
+
+def run_runtime_rows(python: str, timeout: float, out: Path) -> tuple[dict, dict | None]:
+    """Video-FocalNet-T (8x224, batch 1, float32) under TensorRT and CUDA ONNX Runtime beside
+    eager, on the GPU; skipped where neither package is installed."""
+    check = {"name": "benchmark::runtimes", "kind": "benchmark", "seconds": 0.0}
+    probe = subprocess.run([python, "-c", GPU_RUNTIME_PROBE], cwd=REPO, capture_output=True,
+                           text=True)
+    found = json.loads(probe.stdout) if probe.returncode == 0 else {}
+    runtimes = [name for name, present in found.items() if present]
+    if not runtimes:
+        check.update(status="skipped", message="neither tensorrt nor onnxruntime-gpu is "
+                     "installed (pip install tensorrt onnxruntime-gpu)")
+        return check, None
+    command = [python, "tools/benchmark.py", "--runtimes", *runtimes, "--device", "cuda",
+               "--model", "video_focalnet_tiny", "--batch", "1", "--repeats", "10",
+               "--no-reference", "--json"]
+    check["command"] = " ".join(command[1:])
+    start = time.time()
+    try:
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        check.update(status="skipped", seconds=round(time.time() - start, 1),
+                     message=f"stopped: did not finish in the {timeout:.0f} s of budget left")
+        return check, None
+    (out / "benchmark_runtimes.log").write_text(proc.stdout + proc.stderr)
+    check["seconds"] = round(time.time() - start, 1)
+    try:
+        result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError:
+        lines = (proc.stderr.strip() or "no output").splitlines()
+        check.update(status="failed", message=f"exit {proc.returncode}: {lines[-1][:300]}")
+        return check, None
+    check.update(status="passed", message=f"{', '.join(runtimes)} beside eager")
+    return check, result
+
+
+def _runtime_lines(result: dict) -> list[str]:
+    lines = ["", f"{'runtime rows (' + result['settings']['model'] + ')':<34} {'ms':>9} "
+                 f"{'median':>9} {'x eager':>8} {'|diff|':>9}"]
+    for row in result["rows"]:
+        lines.append(f"{row['impl']:<34} {row['ms']:>9.1f} {row['median_ms']:>9.1f} "
+                     f"{row.get('speedup_vs_eager', 1.0):>8.2f} "
+                     f"{row['max_abs_diff_vs_eager']:>9.1e}")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------------
@@ -173,6 +227,9 @@ def summary_text(report: dict) -> str:
         lines += ["", f"{'model':<22} {'compiled':<8} {'impl':<10} {'mode':<6} {'batch':>5} "
                       f"{'dtype':<9} {'clips/s':>9} {'ms':>9} {'peak MB':>9} {'x ref fp32':>10}"]
         for result in report["benchmarks"]:
+            if "rows" in result:  # the runtime rows
+                lines += _runtime_lines(result)
+                continue
             for run in result.get("runs", []):
                 ratio = run.get("speedup_vs_reference_fp32")
                 lines.append(f"{result['model']:<22} {str(result['compiled']):<8} "
@@ -220,6 +277,18 @@ def main(argv=None) -> int:
             continue
         check, result = run_benchmark(args.python, model, batch, compile_args,
                                       repeats=2 if args.quick else 5, timeout=left, out=out)
+        report["checks"].append(check)
+        if result is not None:
+            report["benchmarks"].append(result)
+
+    left = args.budget_s - (time.time() - start)
+    if not cuda or left < MIN_BENCHMARK_SECONDS:
+        report["checks"].append({"name": "benchmark::runtimes", "kind": "benchmark",
+                                 "status": "skipped", "seconds": 0.0,
+                                 "message": "no CUDA device" if not cuda else
+                                 f"time budget ({args.budget_s:.0f} s) used up"})
+    else:
+        check, result = run_runtime_rows(args.python, left, out)
         report["checks"].append(check)
         if result is not None:
             report["benchmarks"].append(result)

@@ -3,6 +3,7 @@
     python tools/predict.py --cfg CFG --checkpoint CKPT INPUT [INPUT ...] [--topk 5]
         [--json OUT] [--labels FILE_OR_COMMA_LIST] [--window SECONDS [--stride SECONDS]]
         [--out-video FILE] [--opts KEY VALUE ...]
+    python tools/predict.py --checkpoint EXPORTED.onnx INPUT ...     # no config (docs/deploy.md)
 
 INPUT: video files, folders (searched at any depth for videos) or list files (one video per
 line, `path` or `path,label`; relative paths from the list's folder). Each video gets the views
@@ -31,10 +32,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = new_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video files, folders of videos, or list files")
-    parser.add_argument("--cfg", required=True, metavar="FILE", help="config the model was "
-                        "trained with")
+    parser.add_argument("--cfg", metavar="FILE", help="config the model was trained with "
+                        "(not needed for an exported model: its JSON has the settings)")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="weights: ours, or the official Video-FocalNet / Vita-CLIP files")
+                        help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or "
+                             "a model exported by tools/export.py (.onnx, .xml)")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                        help="what runs the model (default: torch for a checkpoint, onnxruntime "
+                             "for .onnx, openvino for .xml, tensorrt for .engine); docs/deploy.md")
     parser.add_argument("--topk", type=int, default=5, help="classes listed per video/window")
     parser.add_argument("--json", metavar="OUT", help="write every prediction to this JSON file")
     parser.add_argument("--labels", metavar="FILE_OR_LIST",
@@ -102,7 +107,14 @@ def _text_features(args, cfg, model, device, amp):
     from engine.text_classifier import zero_shot_classifier
     if not args.labels:
         return class_text_features(model, device, amp), None
-    if not callable(getattr(model, "encode_text", None)):
+    # a runtime runs the video tower; other labels' text goes through the PyTorch model
+    text_model = getattr(model, "text_model", model)
+    if text_model is None:
+        raise UsageError(f"--labels with an exported model needs the PyTorch checkpoint for "
+                         f"the text: --checkpoint CKPT.pth --cfg CFG --runtime "
+                         f"{model.runtime} (the exported {args.checkpoint} has its own classes "
+                         f"built in)")
+    if not callable(getattr(text_model, "encode_text", None)):
         raise UsageError(f"--labels needs a model that scores videos against text (one with "
                          f"encode_text, e.g. MODEL.TYPE vita_clip); the {cfg.MODEL.TYPE} model "
                          f"of --cfg {args.cfg} predicts only the classes it was trained on: "
@@ -113,7 +125,7 @@ def _text_features(args, cfg, model, device, amp):
     if os.path.exists(cache) and not os.path.isdir(cache):
         raise NotADirectoryError(f"--text-cache-dir {cache} is a file, not a folder; give a "
                                  f"folder for the cached text features")
-    return zero_shot_classifier(model, names, cache), names
+    return zero_shot_classifier(text_model, names, cache), names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,15 +134,15 @@ def run(args: argparse.Namespace) -> int:
     from datasets import VideoDecodeError
     from datasets.fileio import atomic_write_text
     from engine.build import amp_dtype
-    from engine.config import load_cfg
     from engine.distributed import resolve_device
     from engine.guards import (NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs,
                                same_path)
-    from engine.inference import (collect_videos, decode_failure, load_trained_model,
-                                  output_names, predict_spans, video_spans, writable_folder)
+    from engine.inference import (collect_videos, decode_failure, output_names, predict_spans,
+                                  video_spans, writable_folder)
+    from engine.runtime import inference_cfg, load_inference_model
 
     _check_args(args)
-    cfg = load_cfg(args.cfg, args.opts)
+    cfg = inference_cfg(args.cfg, args.checkpoint, args.opts)
     if cfg.DATA.DECODER == "frames":
         raise UsageError("tools/predict.py reads video files; DATA.DECODER frames is for "
                          "folders of frames: use --opts DATA.DECODER pyav (or decord)")
@@ -158,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     device = resolve_device(cfg)
     amp = amp_dtype(cfg)
-    model = load_trained_model(cfg, checkpoint, device)
+    model = load_inference_model(cfg, checkpoint, args.runtime, device)
     text, names = _text_features(args, cfg, model, device, amp)
     # beside the JSON, spelled as --json was (relative stays relative, as in the other lines)
     plot_dir = args.plot_dir or (os.path.dirname(args.json) or "." if args.json else None)
@@ -182,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"[{number}/{len(videos)}] {path}: non-finite probabilities",
                        file=sys.stderr)
             continue
-        names = names or output_names(cfg, probs.shape[1])
+        names = names or getattr(model, "meta", {}).get("class_names") or \
+            output_names(cfg, probs.shape[1])
         record = {"video": path, "topk": _topk(probs.mean(0), names, args.topk)}
         lines = [f"[{number}/{len(videos)}] {path}"]
         if spans is None:

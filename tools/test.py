@@ -2,6 +2,8 @@
 
 ``--checkpoint`` also takes a model-zoo name (``python tools/download_weights.py --list``), which is
 downloaded once and verified; ``--cfg`` then defaults to the config the weights were released with.
+An exported model (``tools/export.py``: .onnx, .xml) runs under ``--runtime`` onnxruntime or
+openvino, and ``--runtime`` with a checkpoint exports it first (docs/deploy.md).
 
 Results go to --output (or OUTPUT); when neither is given and the config names no OUTPUT (a
 zoo name without --cfg always), to $VIDEO_EVAL_DIR/<checkpoint name>, $VIDEO_EVAL_DIR being
@@ -32,6 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, metavar="PATH|NAME",
                         help="weights: ours, the official Video-FocalNet / Vita-CLIP files, or a "
                              "model-zoo name such as video_focalnet_tiny_k400")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                        help="what runs the model (default: torch for a checkpoint, onnxruntime "
+                             "for .onnx, openvino for .xml, tensorrt for .engine)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. --opts TEST.NUM_CLIP 4 TEST.NUM_CROP 3")
     parser.add_argument("--batch-size", type=int, help="TEST.BATCH_SIZE (videos per process)")
@@ -102,27 +107,30 @@ def _output_given(args) -> bool:
 
 def run(args: argparse.Namespace) -> None:
     from engine import zoo
-    from engine.config import get_cfg, load_cfg
+    from engine.config import get_cfg
     from engine.evaluation import test
+    from engine.runtime import inference_cfg, is_exported
     check_model_checkpoint(args.checkpoint)
     opts = list(args.opts)
     if args.batch_size is not None:
         opts += ["TEST.BATCH_SIZE", str(args.batch_size)]
     if args.output is not None:
         opts += ["OUTPUT", args.output]
-    cfg = load_cfg(args.cfg or released_config(args.checkpoint), opts)
+    exported = is_exported(args.checkpoint)  # brings its settings: --cfg may be left out
+    cfg_file = args.cfg or (None if exported else released_config(args.checkpoint))
+    cfg = inference_cfg(cfg_file, args.checkpoint, opts)
     if not _output_given(args) and (args.cfg is None or cfg.OUTPUT == get_cfg().OUTPUT):
         # a released config (or one that names no OUTPUT): results go to the documented
         # default, not into output/default of whatever folder the command runs in
-        cfg = load_cfg(args.cfg or released_config(args.checkpoint),
-                       opts + ["OUTPUT", default_output(args.checkpoint)])
+        cfg = inference_cfg(cfg_file, args.checkpoint,
+                            opts + ["OUTPUT", default_output(args.checkpoint)])
     checkpoint = zoo.resolve(args.checkpoint, "--checkpoint")  # a zoo name: fetched here
     if os.path.isdir(checkpoint):
         raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path of "
                                 f"a checkpoint file (.pth)")
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
-    test(cfg, checkpoint)
+    test(cfg, checkpoint, runtime=args.runtime)
 
 
 main = make_main(parse_args, run)

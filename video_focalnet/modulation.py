@@ -44,10 +44,14 @@ class _OnTokens:
     The permutes are views: the convolution reads channels-last memory and writes channels-last
     output, which is contiguous again as tokens (element-wise work then runs on plain contiguous
     memory: PyTorch's CPU kernels take slow paths on channels-last NCHW views, GELU was 7x slower).
+    The dims are spelled non-negative: the classic ONNX exporter writes ``movedim(-1, 1)`` as a
+    Transpose with perm ``{0, -1, 1, 2}``, which ONNX Runtime rejects (the same views either way:
+    eager results and speed are unchanged).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x.movedim(-1, 1), self.weight, self.bias).movedim(1, -1)
+        last = x.dim() - 1
+        return self._conv_forward(x.movedim(last, 1), self.weight, self.bias).movedim(1, last)
 
 
 class TokenConv2d(_OnTokens, nn.Conv2d):

@@ -294,3 +294,33 @@ def test_torchrun_nccl_scores_every_video_once(workdir):
     assert gathered["backend"] == BACKEND and gathered["world_size"] == gpus
     assert gathered["indices"] == list(range(NUM_VAL))
     assert gathered["top1"] == pytest.approx(result["top1"])
+
+
+def test_tensorrt_engine_matches_eager(tmp_path):
+    """tools/export.py --format tensorrt's engine under RuntimeModel gives eager's logits within
+    1e-4 (float32, TF32 off); skipped where tensorrt is not installed."""
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA device")
+    pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install tensorrt)")
+    pytest.importorskip("onnx", reason="the deploy extra is not installed (pip install "
+                                       "'.[deploy]')")
+    from engine.build import build_model_without_init
+    from engine.config import load_cfg
+    from engine.export import export_model
+    from engine.runtime import RuntimeModel
+    cfg = load_cfg(str(REPO / "configs" / "ablations" / "designs" / "parallel.yaml"), [
+        "MODEL.TYPE", "videofocalnet_custom", "MODEL.FOCAL.EMBED_DIM", "8", "MODEL.FOCAL.DEPTHS",
+        "[1, 1]", "MODEL.FOCAL.FOCAL_LEVELS", "[2, 2]", "MODEL.FOCAL.FOCAL_WINDOWS", "[3, 3]",
+        "DATA.NUM_FRAMES", "4", "DATA.IMG_SIZE", "32", "DATA.DATASET", "synthetic",
+        "DATA.LABEL_LIST", "", "MODEL.NUM_CLASSES", "10", "DATA.NUM_CLASSES", "10",
+        "TRAIN.PRETRAINED_PATH", ""])
+    torch.manual_seed(0)
+    model = build_model_without_init(cfg).eval()
+    engine_file = export_model(model, cfg, str(tmp_path / "m.pth"), "tensorrt", str(tmp_path))
+    exported = RuntimeModel(engine_file, "tensorrt")
+    video = torch.randn(3, 4, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(video)
+    got = exported(video.cuda())
+    assert got.device.type == "cuda" and got.shape == logits.shape
+    assert float((got.cpu() - logits).abs().max()) < 1e-4

@@ -20,7 +20,8 @@ GPU_TESTS += ["test_gpu::test_checkpoint_saved_on_gpu_loads_back_identical",
               "test_gpu::test_gpu_evaluation_equals_cpu[video_focalnet]",
               "test_gpu::test_gpu_evaluation_equals_cpu[vita_clip]",
               "test_gpu::test_loader_pin_memory_and_workers",
-              "test_gpu::test_torchrun_nccl_scores_every_video_once"]
+              "test_gpu::test_torchrun_nccl_scores_every_video_once",
+              "test_gpu::test_tensorrt_engine_matches_eager"]
 MODELS = ["video_focalnet_tiny", "vita_clip_b16", "video_focalnet_small", "video_focalnet_base"]
 BENCHMARKS = [f"benchmark::{m}" for m in MODELS] + [f"benchmark::{m}::compiled" for m in MODELS]
 
@@ -45,7 +46,8 @@ def test_gpu_check_on_cpu_reports_every_check_skipped(tmp_path, quick):
     assert report["schema"] == 1 and report["quick"] is quick
     assert report["environment"]["cuda_available"] is False and report["environment"]["torch"]
     names = [check["name"] for check in report["checks"]]
-    assert names == GPU_TESTS + (["benchmark::video_focalnet_tiny"] if quick else BENCHMARKS)
+    assert names == GPU_TESTS + (["benchmark::video_focalnet_tiny"] if quick else BENCHMARKS) \
+        + ["benchmark::runtimes"]
     for check in report["checks"]:
         assert check["status"] == "skipped", check
         assert check["kind"] in ("test", "benchmark") and check["message"]

@@ -38,8 +38,8 @@ from engine import distributed as du
 from engine.build import amp_dtype
 from engine.config import ConfigError
 from engine.guards import NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs
-from engine.inference import (collect_videos, decode_failure, feature_spans, load_trained_model,
-                              video_spans, writable_folder)
+from engine.inference import (collect_videos, decode_failure, feature_spans, video_spans,
+                              writable_folder)
 from engine.logging import config_hash, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -178,9 +178,11 @@ def assemble(out_dir: str, videos: Sequence[str], windowed: bool) -> tuple[int, 
 
 def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
                      window: float | None = None, stride: float | None = None,
-                     log: Callable[[str], None] = print) -> int:
+                     log: Callable[[str], None] = print, runtime: str | None = None) -> int:
     """Run the extraction on this process's share; rank 0 assembles. Returns 0, or 1 when a
-    video could not be decoded (it is reported, left out, and tried again by a re-run)."""
+    video could not be decoded (it is reported, left out, and tried again by a re-run).
+    ``runtime``: what runs the model (engine.runtime.load_inference_model)."""
+    from engine.runtime import load_inference_model
     from tqdm import tqdm
     videos = collect_videos(inputs, what="--input")
     refuse_overwriting_inputs(out_dir, "--out", [("the input video", v) for v in videos]
@@ -209,7 +211,7 @@ def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
             f" over {dist_info.world_size} process(es) into {out_dir}")
     failed, non_finite = [], []
     if todo:
-        model = load_trained_model(cfg, checkpoint, dist_info.device)
+        model = load_inference_model(cfg, checkpoint, runtime, dist_info.device)
     if dist_info.is_main and new_manifest:  # the model loaded: from now on parts are valid
         _write_manifest(out_dir, manifest)
     if todo:
