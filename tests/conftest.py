@@ -1,4 +1,7 @@
-"""Shared test fixtures: repository paths, the shared conformance/data folder, small threads."""
+"""Fixtures for every test: the repository on sys.path, small threads, the shared folder.
+
+Support code lives in the ``tests.helpers`` package (import it; never ``from conftest import``).
+"""
 from __future__ import annotations
 
 import os
@@ -12,6 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.helpers.shared import require_shared  # noqa: E402  (needs the repository on sys.path)
+
 # Two cores are shared by the whole suite: keep intra-op threads small and results repeatable.
 torch.set_num_threads(int(os.environ.get("TEST_TORCH_THREADS", "2")))
 
@@ -22,11 +27,6 @@ if not os.environ.get("VIDEO_EVAL_DIR"):
     os.environ["VIDEO_EVAL_DIR"] = tempfile.mkdtemp(prefix="video-eval-tests-")
 
 
-def _shared_dir() -> Path:
-    env = os.environ.get("VIDEO_SHARED_DIR")
-    return Path(env) if env else REPO_ROOT.parent / "shared"
-
-
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -34,13 +34,6 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """../shared (or $VIDEO_SHARED_DIR): golden vectors, real clips, label lists."""
-    path = _shared_dir()
-    if not path.is_dir():
-        pytest.skip(f"shared folder not found at {path}; set VIDEO_SHARED_DIR")
-    return path
-
-
-def golden_files(pattern: str) -> list[Path]:
-    """Every golden file matching `pattern` (used for parametrisation at collection time)."""
-    return sorted((_shared_dir() / "golden").glob(pattern))
+    """../shared (or $VIDEO_SHARED_DIR): golden vectors, real clips, label lists. Skips without
+    it, fails instead under REQUIRE_GOLDEN=1 (CI)."""
+    return require_shared()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from inference_fixtures import trained
+from tests.helpers.trained import trained
 from tools.analyze import main as analyze
 from tools.test import main as evaluate_tool
 

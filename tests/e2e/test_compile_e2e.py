@@ -15,8 +15,7 @@ import engine.compile as engine_compile
 from datasets.synthetic import ensure_synthetic, synthetic_settings
 from engine.compile import compile_clock
 from engine.config import load_cfg
-from test_engine_train import tiny_focal_cfg
-from test_train_e2e import COMMON, FOCAL as FOCAL_YAML, _env
+from tests.helpers.tiny import child_env, focal_run_opts as tiny_focal_cfg, run_config, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,8 +69,7 @@ runpy.run_path({train!r}, run_name="__main__")
 def test_ddp_two_processes_compiled_equals_uncompiled(tmp_path):
     """torchrun, two gloo processes, accumulation 2 (DDP no_sync inside the compiled step)."""
     ensure_synthetic(str(tmp_path / "syn"), synthetic_settings(24, 5, 4, 32, 0))
-    cfg = tmp_path / "focal.yaml"
-    cfg.write_text(COMMON.format(root=tmp_path) + FOCAL_YAML)
+    cfg = write_yaml(tmp_path / "focal.yaml", run_config("focal", tmp_path))
     launcher = tmp_path / "launch_train.py"
     launcher.write_text(LAUNCHER.format(repo=str(REPO), train=str(REPO / "tools" / "train.py")))
     losses = {}
@@ -81,7 +79,7 @@ def test_ddp_two_processes_compiled_equals_uncompiled(tmp_path):
                    "--nproc_per_node", "2", str(launcher), "--cfg", str(cfg), "--output",
                    str(out), "--opts", "TRAIN.EPOCHS", "1", "TRAIN.ACCUMULATION_STEPS", "2",
                    "TRAIN.COMPILE", mode, "TEST.COMPILE", mode]
-        proc = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+        proc = subprocess.run(command, cwd=REPO, env=child_env(), capture_output=True, text=True,
                               timeout=400)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         losses[mode] = [r["loss"] for r in _records(out) if r["type"] == "train_iter"]

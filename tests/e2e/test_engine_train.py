@@ -17,6 +17,7 @@ from engine.config import get_cfg, load_cfg
 from engine.evaluation import evaluate
 from engine.logging import close_logging
 from engine.trainer import NonFiniteLossError, TrainState, train, train_one_epoch
+from tests.helpers.tiny import focal_run_opts as tiny_focal_cfg
 
 T, C, H, W, K = 2, 3, 4, 4, 5
 
@@ -198,24 +199,6 @@ def test_evaluate_refuses_duplicates_and_drops():
 # ---------------------------------------------------------------------------------------------
 # train(cfg) / test(cfg, checkpoint) in this process on the real packages
 # ---------------------------------------------------------------------------------------------
-def tiny_focal_cfg(tmp_path, output="out", **extra) -> list:
-    opts = {
-        "DATA.DATASET": "synthetic", "DATA.ROOT": str(tmp_path / "syn"),
-        "DATA.NUM_FRAMES": 4, "DATA.IMG_SIZE": 32, "DATA.INPUT_SIZE": 32,
-        "DATA.BATCH_SIZE": 4, "DATA.NUM_WORKERS": 0,
-        "DATA.SYNTHETIC.NUM_TRAIN": 8, "DATA.SYNTHETIC.NUM_VAL": 5,
-        "DATA.SYNTHETIC.NUM_FRAMES": 4, "DATA.SYNTHETIC.SIZE": 32,
-        "MODEL.TYPE": "videofocalnet_tiny", "MODEL.NUM_CLASSES": 10,
-        "MODEL.DROP_PATH_RATE": 0.0, "MODEL.FOCAL.EMBED_DIM": 16,
-        "MODEL.FOCAL.DEPTHS": "[1, 1]", "MODEL.FOCAL.FOCAL_LEVELS": "[2, 2]",
-        "MODEL.FOCAL.FOCAL_WINDOWS": "[3, 3]", "AUG.MIXUP": 0.0, "AUG.CUTMIX": 0.0,
-        "TRAIN.EPOCHS": 2, "TRAIN.WARMUP_EPOCHS": 1, "TRAIN.BASE_LR": 1e-3,
-        "TEST.BATCH_SIZE": 2, "PRINT_FREQ": 1, "OUTPUT": str(tmp_path / output),
-    }
-    opts.update(extra)
-    return [str(v) for kv in opts.items() for v in kv]
-
-
 def test_train_then_test_in_process_writes_every_file(tmp_path):
     from engine.trainer import test as run_test
     cfg = load_cfg(None, tiny_focal_cfg(tmp_path))

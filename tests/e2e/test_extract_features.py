@@ -16,7 +16,7 @@ import torch
 import datasets
 from engine.config import load_cfg
 from engine.inference import load_trained_model
-from inference_fixtures import focal, long_video, vita  # noqa: F401  (fixtures)
+from tests.helpers.trained import focal, long_video, vita  # noqa: F401  (fixtures)
 from tools.extract_features import main as extract
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,9 @@ from engine import checkpoint as ck
 from engine.build import build_model
 from engine.checkpoint import CheckpointError, UnsafeCheckpointError
 from engine.config import ConfigError, load_cfg
-from faults_support import REPO, make_synthetic, one_error_line, run_main, snapshot, \
+from tests.helpers.faults import REPO, make_synthetic, one_error_line, run_main, snapshot, \
     write_tiny_config
+from tests.helpers.tiny import MODELS, as_opts
 from tools import test as test_tool
 from tools import train
 
@@ -109,9 +110,8 @@ def test_auto_resume_stops_on_an_unsafe_latest_whatever_the_payload(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # PRETRAINED_PATH (Video-FocalNet) and BACKBONE_PATH (Vita-CLIP): the same answers, naming the key
 # ---------------------------------------------------------------------------------------------
-FOCAL_OPTS = ["MODEL.TYPE", "videofocalnet_custom", "MODEL.NUM_CLASSES", 4, "DATA.NUM_FRAMES", 4,
-              "DATA.IMG_SIZE", 32, "MODEL.FOCAL.EMBED_DIM", 8, "MODEL.FOCAL.DEPTHS", [1, 1],
-              "MODEL.FOCAL.FOCAL_LEVELS", [1, 1], "MODEL.FOCAL.FOCAL_WINDOWS", [3, 3]]
+FOCAL_OPTS = as_opts({**MODELS["focal"], "MODEL.NUM_CLASSES": 4, "DATA.NUM_FRAMES": 4,
+                     "DATA.IMG_SIZE": 32})
 
 
 def _vita_cfg(tmp_path, backbone):

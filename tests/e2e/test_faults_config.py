@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from engine.config import ConfigError, load_cfg
-from faults_support import one_error_line, run_main, snapshot
+from tests.helpers.faults import one_error_line, run_main, snapshot
 from tools import train
 from tools.workflows.ablation import load_ablation
 

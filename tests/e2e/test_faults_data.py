@@ -16,7 +16,7 @@ from datasets.annotations import AnnotationError, read_class_names, read_kinetic
 from engine.build import build_model, build_model_without_init
 from engine.config import ConfigError, load_cfg
 from engine.evaluation import _per_class
-from faults_support import REPO, make_synthetic, one_error_line, run_main, write_tiny_config
+from tests.helpers.faults import REPO, make_synthetic, one_error_line, run_main, write_tiny_config
 from tools import prepare_dataset
 from tools import test as test_tool
 from tools import train

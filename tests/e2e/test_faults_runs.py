@@ -17,7 +17,7 @@ import torch
 
 from engine import runlock
 from engine.runlock import LOCK_NAME, RunLock, RunLockedError
-from faults_support import REPO, make_synthetic, one_error_line, run_main, snapshot, \
+from tests.helpers.faults import REPO, make_synthetic, one_error_line, run_main, snapshot, \
     write_tiny_config
 from tools import test as test_tool
 from tools import train

@@ -12,7 +12,7 @@ import torch
 from engine.build import build_model_without_init
 from engine.config import load_cfg
 
-from faults_support import make_synthetic, one_error_line, run_main, snapshot, \
+from tests.helpers.faults import make_synthetic, one_error_line, run_main, snapshot, \
     write_tiny_config
 from tools import flops, make_synthetic as make_synthetic_tool, prepare_dataset
 from tools import test as test_tool

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_e2e import FOCAL, VITA
+from tests.helpers.tiny import run_config, write_yaml
 
 REHEARSAL = os.environ.get("GPU_TESTS_REHEARSE_ON_CPU") == "1"
 DEVICE = torch.device("cpu" if REHEARSAL else "cuda")
@@ -37,50 +37,19 @@ pytestmark = [pytest.mark.gpu,
 REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_VAL = 16, 5
 
-COMMON = """
-DATA:
-  DATASET: synthetic
-  ROOT: {root}/syn
-  NUM_FRAMES: 4
-  IMG_SIZE: 32
-  INPUT_SIZE: 32
-  BATCH_SIZE: 2
-  NUM_WORKERS: 0
-  SYNTHETIC:
-    NUM_TRAIN: {num_train}
-    NUM_VAL: {num_val}
-    NUM_FRAMES: 4
-    SIZE: 32
-AUG:
-  MIXUP: 0.0
-  CUTMIX: 0.0
-TRAIN:
-  EPOCHS: 2
-  WARMUP_EPOCHS: 1
-  BASE_LR: 0.05
-  WARMUP_LR: 0.001
-  MIN_LR: 0.0001
-  AUTO_RESUME: True
-TEST:
-  BATCH_SIZE: 2
-DIST:
-  DEVICE: {device}
-PRINT_FREQ: 4
-"""
-
-# the tiny models of the CPU end-to-end tests (tests/e2e/test_train_e2e.py)
-MODELS = {"video_focalnet": FOCAL, "vita_clip": VITA}
+# the tiny end-to-end runs of the CPU tests (tests/helpers/tiny.py), on this device
+MODELS = {"video_focalnet": "focal", "vita_clip": "vita"}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu")
     for name, model in MODELS.items():
-        labels = f"  LABEL_LIST: {root}/syn/classes.txt\n" if name == "vita_clip" else ""
-        text = COMMON.format(root=root, num_train=NUM_TRAIN, num_val=NUM_VAL,
-                             device=DEVICE.type) + model
-        (root / f"{name}.yaml").write_text(text.replace("  NUM_WORKERS: 0\n",
-                                                        "  NUM_WORKERS: 0\n" + labels))
+        changes = {"DATA.SYNTHETIC.NUM_TRAIN": NUM_TRAIN, "DATA.SYNTHETIC.NUM_VAL": NUM_VAL,
+                   "DIST.DEVICE": DEVICE.type}
+        if name == "vita_clip":
+            changes["DATA.LABEL_LIST"] = f"{root}/syn/classes.txt"
+        write_yaml(root / f"{name}.yaml", run_config(model, root, changes))
     from datasets.synthetic import ensure_synthetic, synthetic_settings
     ensure_synthetic(str(root / "syn"), synthetic_settings(NUM_TRAIN, NUM_VAL, 4, 32, 0))
     return root

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from inference_fixtures import focal, long_video, vita  # noqa: F401  (fixtures)
+from tests.helpers.trained import focal, long_video, vita  # noqa: F401  (fixtures)
 from tools.predict import main as predict
 from tools.test import main as evaluate_tool
 

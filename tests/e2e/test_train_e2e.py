@@ -19,89 +19,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.tiny import child_env, run_config, write_yaml
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 
-COMMON = """
-DATA:
-  DATASET: synthetic
-  ROOT: {root}/syn
-  NUM_FRAMES: 4
-  IMG_SIZE: 32
-  INPUT_SIZE: 32
-  BATCH_SIZE: 2
-  NUM_WORKERS: 0
-  SYNTHETIC:
-    NUM_TRAIN: 24
-    NUM_VAL: 5
-    NUM_FRAMES: 4
-    SIZE: 32
-AUG:
-  MIXUP: 0.0
-  CUTMIX: 0.0
-TRAIN:
-  EPOCHS: 2
-  WARMUP_EPOCHS: 1
-  BASE_LR: 0.05
-  WARMUP_LR: 0.001
-  MIN_LR: 0.0001
-  AUTO_RESUME: True
-TEST:
-  BATCH_SIZE: 2
-PRINT_FREQ: 4
-"""
-
-FOCAL = """
-MODEL:
-  TYPE: videofocalnet_tiny
-  NUM_CLASSES: 10
-  DROP_PATH_RATE: 0.0
-  FOCAL:
-    EMBED_DIM: 16
-    DEPTHS: [1, 1]
-    FOCAL_LEVELS: [2, 2]
-    FOCAL_WINDOWS: [3, 3]
-"""
-
-VITA = """
-MODEL:
-  TYPE: vita_clip
-  NUM_CLASSES: 10
-  LABEL_SMOOTHING: 0.0
-  VITA:
-    FEATURE_DIM: 32
-    PATCH_SIZE: [16, 16]
-    NUM_HEADS: 2
-    NUM_LAYERS: 2
-    EMBED_DIM: 16
-    NUM_GLOBAL_PROMPTS: 2
-    TEXT_CONTEXT_LENGTH: 16
-    TEXT_TRANSFORMER_WIDTH: 32
-    TEXT_TRANSFORMER_HEADS: 2
-    TEXT_TRANSFORMER_LAYERS: 1
-    TEXT_NUM_PROMPTS: 4
-    TEXT_PROMPT_CSC: True
-"""
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    (root / "focal.yaml").write_text(COMMON.format(root=root) + FOCAL)
-    (root / "vita.yaml").write_text(COMMON.format(root=root) + VITA)
+    write_yaml(root / "focal.yaml", run_config("focal", root))
+    write_yaml(root / "vita.yaml", run_config("vita", root))
     # Generated up front: Vita-CLIP's config names the set's classes.txt, which the data layer
     # reads before it would generate the set.
     from datasets.synthetic import ensure_synthetic, synthetic_settings
     ensure_synthetic(str(root / "syn"), synthetic_settings(24, 5, 4, 32, 0))
     return root
-
-
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def _command(tool: str, cfg: Path, nproc: int, *args: str) -> list[str]:
@@ -112,7 +45,7 @@ def _command(tool: str, cfg: Path, nproc: int, *args: str) -> list[str]:
 
 def _run(tool, cfg, nproc, *args, timeout=240, command=None, env=None):
     proc = subprocess.run(command or _command(tool, cfg, nproc, *args), cwd=REPO,
-                          env=env or _env(), capture_output=True, text=True, timeout=timeout)
+                          env=env or child_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{tool} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -156,7 +89,7 @@ def focal_reference(workdir):
     out = workdir / "focal_ref"
     script = [str(REPO / "scripts" / "dist_train.sh"), str(workdir / "focal.yaml"), "2",
               "--output", str(out)]
-    _run("dist_train.sh", None, 2, command=script, env=dict(_env(), PYTHON=sys.executable))
+    _run("dist_train.sh", None, 2, command=script, env=dict(child_env(), PYTHON=sys.executable))
     return out
 
 
@@ -190,7 +123,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(workdir, focal_r
         pytest.skip("needs /proc to find torchrun's worker processes")
     out = workdir / "focal_killed"
     proc = subprocess.Popen(_command("train.py", workdir / "focal.yaml", 2, "--output", str(out)),
-                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                            cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     try:
@@ -216,7 +149,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(workdir, focal_r
     script = [str(REPO / "scripts" / "multinode_train.sh"), str(workdir / "focal.yaml"), "1", "2",
               f"127.0.0.1:{_free_port()}", "--output", str(out)]
     _run("multinode_train.sh", None, 2, command=script,
-         env=dict(_env(), PYTHON=sys.executable, RDZV_ID="resume-test"))
+         env=dict(child_env(), PYTHON=sys.executable, RDZV_ID="resume-test"))
     assert "resumed from" in (out / "log.txt").read_text()
     ref, got = _model_state(focal_reference / "latest.pth"), _model_state(out / "latest.pth")
     assert ref.keys() == got.keys()
@@ -258,7 +191,7 @@ def test_two_process_evaluation_scores_every_video_once(workdir, focal_reference
 def test_missing_checkpoint_fails_fast(workdir):
     proc = subprocess.run(_command("test.py", workdir / "focal.yaml", 1, "--checkpoint",
                                    str(workdir / "nope.pth"), "--output", str(workdir / "x")),
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nope.pth does not exist" in proc.stderr
     assert not (workdir / "x").exists()
 
@@ -275,7 +208,7 @@ def test_vita_clip_two_processes_train_and_test(workdir):
     (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\necho 127.0.0.1\n")
     for tool in ("srun", "scontrol"):
         (bin_dir / tool).chmod(0o755)
-    env = dict(_env(), PYTHON=sys.executable, GPUS_PER_NODE="2", PORT=str(_free_port()),
+    env = dict(child_env(), PYTHON=sys.executable, GPUS_PER_NODE="2", PORT=str(_free_port()),
                PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     script = [str(REPO / "scripts" / "slurm_train.sh"), str(workdir / "vita.yaml"),
               "--output", str(out), *labels]

@@ -12,8 +12,8 @@ from engine.config import load_cfg
 from engine.evaluation import class_text_features
 from engine.inference import (capture_outputs, grad_cam, load_trained_model, modulator_maps,
                               span_views, visual_taps)
-from inference_fixtures import focal, vita  # noqa: F401  (fixtures)
-from reference_vfn import VideoFocalNet as Reference
+from tests.helpers.trained import focal, vita  # noqa: F401  (fixtures)
+from tests.reference_vfn import VideoFocalNet as Reference
 from tools.visualize import main as visualize
 from video_focalnet.config import model_kwargs_from_cfg
 

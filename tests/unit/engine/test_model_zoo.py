@@ -27,7 +27,7 @@ from yacs.config import CfgNode
 from engine import download, zoo
 from engine.build import build_model
 from engine.config import load_cfg
-from tests.weights_server import WeightsServer
+from tests.helpers.weights_server import WeightsServer
 
 REPO = Path(__file__).resolve().parents[3]
 FOCAL_SIZES = dict(img_size=32, embed_dim=8, depths=(1, 1, 2, 1), num_frames=4)

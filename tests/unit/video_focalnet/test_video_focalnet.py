@@ -12,7 +12,7 @@ import torch
 
 import datasets
 from engine.config import ConfigError, get_cfg, load_cfg, merge_opts, validate_cfg
-from reference_vfn import VideoFocalNet as Reference
+from tests.reference_vfn import VideoFocalNet as Reference
 
 from video_focalnet import ST_DESIGNS as DESIGNS
 from video_focalnet import VideoFocalNet, build_model

@@ -7,12 +7,12 @@ import itertools
 import pytest
 import torch
 
-from conftest import golden_files
 import datasets
 from engine.build import build_model
 from engine.config import get_cfg
 import vita_clip
 from vita_clip import tokenizer as tk
+from tests.helpers.shared import golden_case, golden_files
 from tests.reference_vita import ReferenceVitaCLIP, reference_from_model
 
 TOL = dict(rtol=1e-7, atol=1e-9)
@@ -41,7 +41,7 @@ def cfg_from_official(config: dict, label_file) -> "CfgNode":  # noqa: F821
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", golden_files("vita*.pt"), ids=lambda p: p.stem)
 def test_golden(path, tmp_path):
-    gold = torch.load(path, map_location="cpu", weights_only=True)
+    gold = torch.load(golden_case(path), map_location="cpu", weights_only=True)
     label_file = tmp_path / "classes.txt"
     label_file.write_text("\n".join(gold["class_names"]))
     cfg = cfg_from_official(gold["config"], label_file)

@@ -1,58 +1,21 @@
-"""Helpers of the fault tests (tests/test_faults_*.py): tiny configs, generated files, running an
+"""Helpers of the fault tests (tests/e2e/test_faults_*.py): tiny configs, generated files, running an
 entry point in-process, and a snapshot of a folder to prove that nothing in it changed."""
 from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.tiny import tiny_config, write_yaml
 
-# A Video-FocalNet of a few thousand parameters on the synthetic set (8 + 4 clips, 4 frames,
-# 32 px): one epoch trains in a second or two on one CPU core.
-TINY_FOCAL = """
-DATA:
-  DATASET: synthetic
-  ROOT: {root}/syn
-  NUM_FRAMES: 4
-  IMG_SIZE: 32
-  BATCH_SIZE: 2
-  NUM_WORKERS: 0
-  SYNTHETIC:
-    NUM_TRAIN: 8
-    NUM_VAL: 4
-    NUM_FRAMES: 4
-    SIZE: 32
-AUG:
-  MIXUP: 0.0
-  CUTMIX: 0.0
-TRAIN:
-  EPOCHS: 1
-  WARMUP_EPOCHS: 0
-  BASE_LR: 0.01
-TEST:
-  BATCH_SIZE: 2
-PRINT_FREQ: 100
-OUTPUT: {root}/run
-MODEL:
-  TYPE: videofocalnet_custom
-  NUM_CLASSES: 10
-  DROP_PATH_RATE: 0.0
-  FOCAL:
-    EMBED_DIM: 8
-    DEPTHS: [1, 1]
-    FOCAL_LEVELS: [1, 1]
-    FOCAL_WINDOWS: [3, 3]
-"""
+REPO = Path(__file__).resolve().parents[2]
 
 
-def write_tiny_config(root: Path, name: str = "tiny.yaml", extra: str = "") -> Path:
-    """The tiny config under ``root`` (DATA.ROOT root/syn, OUTPUT root/run) plus ``extra`` YAML."""
-    path = root / name
-    path.write_text(TINY_FOCAL.format(root=root) + extra)
-    return path
+def write_tiny_config(root: Path, name: str = "tiny.yaml", changes: dict | None = None) -> Path:
+    """The tiny Video-FocalNet config (DATA.ROOT root/syn, OUTPUT root/run) plus ``changes``."""
+    return write_yaml(root / name, tiny_config("focal", root, changes))
 
 
 def make_synthetic(root: Path) -> Path:
-    """The synthetic set of TINY_FOCAL, generated once into root/syn."""
+    """The synthetic set of the tiny config, generated once into root/syn."""
     from datasets.synthetic import ensure_synthetic, synthetic_settings
     ensure_synthetic(str(root / "syn"), synthetic_settings(8, 4, 4, 32, 0))
     return root / "syn"
