@@ -22,7 +22,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from .fileio import atomic_write_bytes, atomic_write_text
+from common.fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CLASS_NAMES", "draw_params", "render_clip", "encode_mp4", "generate_synthetic",
            "ensure_synthetic", "synthetic_settings", "MARKER", "GENERATOR_VERSION"]

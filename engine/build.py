@@ -9,6 +9,8 @@ import os
 import torch
 import torch.nn as nn
 
+from common.modules import unwrap_model
+
 from .config import ConfigError
 from .registry import model_family
 
@@ -44,37 +46,7 @@ def build_model(cfg, class_names=None) -> nn.Module:
     except ValueError as err:  # families say "key X: what is wrong; what to do"
         if isinstance(err, ConfigError) or not str(err).startswith("key "):
             raise
-        raise _family_error(cfg, err) from None
-
-
-def _family_error(cfg, err: ValueError) -> Exception:
-    """A family's ``ValueError("key X: ...")`` as the engine's error: a weight file named by key
-    X that torch could not read is reported as every checkpoint is (engine.checkpoint.load_error:
-    one wording for unsafe files, whatever the payload); anything else is a ConfigError."""
-    import pickle
-
-    from .checkpoint import load_error
-    key = str(err)[len("key "):].split(":", 1)[0].strip()
-    chain, cause = [], err.__cause__
-    while cause is not None and len(chain) < 10:
-        chain.append(cause)
-        cause = cause.__cause__
-    # what torch.load raised: an UnpicklingError anywhere, else the innermost reading error
-    cause = next((c for c in chain if isinstance(c, pickle.UnpicklingError)), None) or next(
-        (c for c in reversed(chain) if isinstance(c, (RuntimeError, EOFError, KeyError))), None)
-    path = _cfg_value(cfg, key)
-    if cause is not None and isinstance(path, str) and path:
-        return load_error(path, cause, what=f"key {key}: ")
-    return ConfigError(str(err))
-
-
-def _cfg_value(cfg, key: str):
-    node = cfg
-    for part in key.split("."):
-        if not hasattr(node, "get") or part not in node:
-            return None
-        node = node[part]
-    return node
+        raise ConfigError(str(err)) from None
 
 
 def check_class_count(cfg, class_names) -> None:
@@ -169,18 +141,6 @@ def build_model_without_init(cfg, class_names=None) -> nn.Module:
     cfg.EVAL_MODE = True
     cfg.freeze()
     return build_model(cfg, class_names)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside DistributedDataParallel (``.module``) and/or torch.compile
-    (``._orig_mod``) wrappers, whose state-dict keys carry no wrapper prefix."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -1,10 +1,9 @@
 """Checkpoints: atomic saving, loading that never executes code, auto-resume.
 
 Our files are plain dicts of tensors and Python scalars/strings (the config is a YAML string), so
-``torch.load(weights_only=True)`` reads them with no allow-list at all. Reference files need one
-name: Video-FocalNet pickles its yacs ``CfgNode`` under ``"config"``; that global is mapped onto
-``collections.OrderedDict`` (a container the weights-only unpickler builds itself), so the
-config comes back as nested dicts and no yacs code runs. Vita-CLIP's files are plain already.
+``torch.load(weights_only=True)`` reads them with no allow-list at all. Every file is read by
+``common.safe_load.safe_torch_load`` (the project's one safe loader, with its one allow-list
+entry for reference checkpoints) and every unreadable or unsafe file raises its CheckpointError.
 """
 from __future__ import annotations
 
@@ -13,21 +12,20 @@ import errno
 import glob
 import logging
 import os
-import pickle
 import random
 import re
 import shutil
 import socket
-import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.fileio import atomic_path, atomic_torch_save, fsync_dir, temp_path
-
-from .build import unwrap_model
+from common.fileio import atomic_path, atomic_torch_save, fsync_dir, temp_path
+from common.modules import unwrap_model
+from common.safe_load import (CheckpointError, UnsafeCheckpointError, check_file, load_error,
+                              safe_torch_load)
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +42,8 @@ FORMAT = "vrengine-1"  # marks files written by this engine (strict loading appl
 # compiled one "module._orig_mod." (the engine itself saves the unwrapped model).
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_orig_mod.")
 
-# The one global reference checkpoints pickle: yacs.config.CfgNode, read as a plain OrderedDict.
-_REFERENCE_GLOBALS = [(OrderedDict, "yacs.config.CfgNode")]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated or of an unknown layout."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint that could only be read by executing arbitrary pickled code."""
-
-
 # ---------------------------------------------------------------------------------------------
-# Writing (atomic: datasets/fileio.py holds the project's one implementation)
+# Writing (atomic: common/fileio.py holds the project's one implementation)
 # ---------------------------------------------------------------------------------------------
 def _atomic_link_or_copy(src: str, dst: str) -> None:
     """`dst` becomes a copy of the finished file `src` (a hard link when the filesystem allows)."""
@@ -91,84 +77,9 @@ def ensure_writable_dir(path: str, what: str = "OUTPUT") -> str:
 # ---------------------------------------------------------------------------------------------
 # Safe loading
 # ---------------------------------------------------------------------------------------------
-# Words of torch's weights-only refusals that mean "this file needs code to be read"; matched
-# case-insensitively (torch words them differently per payload and version).
-_UNSAFE_MARKERS = ("unsupported global", "global ", "unrecognized function", "can only create new",
-                   "can only build", "blocked", "allowed global", "not an allowed")
-# Pickle opcodes that import or call something: a file that holds one and that the weights-only
-# unpickler refused needs code to be read.
-_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
-
-
-def _referenced_globals(path: str, limit: int = 3) -> list[str] | None:
-    """The ``module.name`` globals a plain (non-zip) pickle file names, read with pickletools
-    (nothing is imported or run); None when the file is not a parsable pickle or names none."""
-    import pickletools
-    import zipfile
-    if zipfile.is_zipfile(path):
-        return None
-    names, strings, calls = [], [], False
-    try:
-        with open(path, "rb") as f:
-            for opcode, arg, _ in pickletools.genops(f):
-                if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE",
-                                   "BINUNICODE8"):
-                    strings = (strings + [arg])[-2:]
-                elif opcode.name == "GLOBAL":
-                    names.append(str(arg).replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
-                    names.append(".".join(strings))
-                calls = calls or opcode.name in _CODE_OPCODES
-                if len(names) >= limit:
-                    break
-    except Exception:  # noqa: BLE001 - not a pickle, or a damaged one
-        return None
-    return names if (names or calls) else None
-
-
-def load_error(path: str, err: BaseException, what: str = "") -> CheckpointError:
-    """The one-line error for a file that ``torch.load(weights_only=True)`` refused or could not
-    read. ``what`` prefixes it (e.g. "key TRAIN.PRETRAINED_PATH: "). Torch's own text is never
-    repeated: it advises ``weights_only=False``, which runs the file's code."""
-    text = str(err)
-    lowered = text.lower()
-    unsafe = isinstance(err, pickle.UnpicklingError) and any(m in lowered for m in _UNSAFE_MARKERS)
-    named = re.findall(r"global ([\w.]+)", text, flags=re.IGNORECASE)
-    if isinstance(err, pickle.UnpicklingError) and not unsafe:
-        found = _referenced_globals(path)
-        if found is not None:
-            unsafe, named = True, found
-    if unsafe:
-        refs = f" (it references {', '.join(dict.fromkeys(named))})" if named else ""
-        return UnsafeCheckpointError(
-            f"{what}refusing to load {path}: it can only be read by executing arbitrary pickled "
-            f"code, which this project never does (torch.load weights_only=True){refs}. If the "
-            f"file is yours, re-save just its tensors (a dict of state_dicts, numbers and "
-            f"strings) from a trusted environment.")
-    return CheckpointError(f"{what}{path} is truncated, damaged or not a checkpoint (a file that "
-                           f"torch.save wrote); check the path, or download or copy it again")
-
-
-def check_file(path: str, what: str = "checkpoint") -> None:
-    """FileNotFoundError / IsADirectoryError naming ``what`` for a path that is not a file."""
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} {path} is a directory; give the path of a .pth file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-
-
 def safe_load(path: str, map_location="cpu") -> dict:
-    """torch.load(weights_only=True) with the reference-config allow-list; clear errors."""
-    check_file(path)
-    try:
-        # torch warns about pickle protocols it reads anyway; the answer is our own line
-        with torch.serialization.safe_globals(_REFERENCE_GLOBALS), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - every reading failure gets the same two messages
-        raise load_error(path, err) from err
+    """A checkpoint dict, read without executing code (common.safe_load); clear errors."""
+    obj = safe_torch_load(path, map_location)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj

@@ -33,7 +33,7 @@ import urllib.request
 from contextlib import contextmanager
 from http.client import HTTPException
 
-from datasets.fileio import fsync_dir
+from common.fileio import fsync_dir
 
 logger = logging.getLogger(__name__)
 

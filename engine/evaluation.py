@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.fileio import atomic_write_bytes, atomic_write_text
+from common.fileio import atomic_write_bytes, atomic_write_text
+from common.modules import unwrap_model
 
 from . import distributed as du
 from .build import amp_dtype, build_model_without_init, check_checkpoint_classes, \
-    slow_bf16_warning, unwrap_model
+    slow_bf16_warning
 from .checkpoint import ensure_writable_dir, load_model_weights, safe_load
 from .compile import StaticBatch, compile_clock, compile_model, is_compiled
 from .guards import no_empty_folders_on_failure, require_finite

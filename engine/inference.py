@@ -26,10 +26,10 @@ import torch.nn as nn
 import yaml
 
 import datasets
+from common.modules import unwrap_model
 from datasets.annotations import VIDEO_EXTENSIONS, AnnotationError, numbered_lines
 
-from .build import build_model_without_init, check_checkpoint_classes, config_class_names, \
-    unwrap_model
+from .build import build_model_without_init, check_checkpoint_classes, config_class_names
 from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, ensure_writable_dir, \
     extract_state_dict, load_model_weights, safe_load
 from .config import ConfigError

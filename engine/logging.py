@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from datasets.fileio import atomic_write_text
+from common.fileio import atomic_write_text
 
 __all__ = ["setup_logging", "start_log_file", "close_logging", "TensorBoardWriter", "Progress",
            "write_run_info", "write_config", "config_hash", "git_commit", "memory_mb",

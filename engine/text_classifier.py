@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from datasets.fileio import atomic_torch_save
+from common.fileio import atomic_torch_save
+from common.safe_load import safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def text_cache_key(model, class_names: Sequence[str]) -> str:
 
 def _read_cached(path: str, key: str, class_names: list) -> Optional[torch.Tensor]:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = safe_torch_load(path)
     except Exception as err:  # a damaged cache file is recomputed, never trusted
         logger.warning("cannot read text cache %s (%s); recomputing", path, err)
         return None

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.fileio import atomic_write_text, remove_stale_temp_files
+from common.fileio import atomic_write_text, remove_stale_temp_files
 
 from . import distributed as du
 from .build import (amp_dtype, build_criterion, build_grad_scaler, build_model, build_optimizer,

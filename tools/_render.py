@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.fileio import atomic_path
+from common.fileio import atomic_path
 
 __all__ = ["pyplot", "timeline_png", "write_labelled_video", "denormalize", "heat_overlay",
            "grid_png", "gif", "unique_stem"]

@@ -83,7 +83,7 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def run(args) -> None:
-    from datasets.fileio import atomic_write_text
+    from common.fileio import atomic_write_text
     from engine.config import load_cfg
     from tools.workflows.ablation import Variant, rows_csv, run_experiments
 

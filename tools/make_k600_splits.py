@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets.annotations import read_class_names  # noqa: E402
-from datasets.fileio import atomic_write_text  # noqa: E402
+from common.fileio import atomic_write_text  # noqa: E402
 from datasets.layouts import LABELS_DIR  # noqa: E402
 from tools._cli import make_main, new_parser  # noqa: E402
 

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from datasets import VideoDecodeError
-    from datasets.fileio import atomic_write_text
+    from common.fileio import atomic_write_text
     from engine.build import amp_dtype
     from engine.distributed import resolve_device
     from engine.guards import (NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs,

@@ -125,7 +125,7 @@ def _report(name: str, total: int, problems: list[str], limit: int = 20) -> None
 
 def _write_list(path: str, samples, root: str) -> None:
     from datasets.annotations import AnnotationError
-    from datasets.fileio import atomic_write_text
+    from common.fileio import atomic_write_text
     lines = []
     for video, label in samples:
         rel = os.path.relpath(video, root) if root else video
@@ -147,7 +147,7 @@ def _decode_wanted(args, count: int) -> bool:
 
 def prepare(args) -> int:
     from datasets import load_annotations
-    from datasets.fileio import atomic_write_text
+    from common.fileio import atomic_write_text
     from engine.config import get_cfg
     cfg = get_cfg()
     cfg.DATA.DATASET, cfg.DATA.ROOT, cfg.DATA.SPLIT = args.dataset, args.root, args.split

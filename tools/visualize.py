@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     import datasets
-    from datasets.fileio import atomic_path
+    from common.fileio import atomic_path
     from engine.build import amp_dtype
     from engine.config import load_cfg
     from engine.distributed import resolve_device

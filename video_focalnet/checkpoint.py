@@ -8,20 +8,23 @@ average), so a clip of identical frames gives the 2-D response. It applies to th
 (``patch_embed.proj``, t = tubelet size, as the reference) and to the depthwise kernels of the
 ``joint`` design (``focal_layers.{l}.0``, t = k_l).
 
-Every load goes through ``torch.load(weights_only=True)``; official training checkpoints pickle a
-yacs ``CfgNode`` under ``config``, which is allow-listed as plain data (no code runs).
+Every file is read by the project's one safe loader (``common.safe_load``: ``torch.load`` with
+``weights_only=True``; official training checkpoints pickle a yacs ``CfgNode`` under ``config``,
+which it reads as plain data, no code runs); a file it cannot use raises its CheckpointError.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-from collections import Counter, OrderedDict
+from collections import Counter
 
 import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models import clean_state_dict
+
+from common.safe_load import CheckpointError, load_error, safe_torch_load, with_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +32,6 @@ __all__ = ["convert_timm_focalnet", "checkpoint_filter_fn", "load_pretrained",
            "load_video_checkpoint", "inflate_2d_to_3d"]
 
 _HEAD_KEYS = ("head.weight", "head.bias")
-
-# Official training checkpoints pickle their yacs CfgNode under "config"; it is read as a plain
-# OrderedDict (weights_only unpickling cannot rebuild a dict subclass, and needs no code for it).
-_SAFE_GLOBALS = [(OrderedDict, "yacs.config.CfgNode")]
 
 
 def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor]:
@@ -42,19 +41,18 @@ def read_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
     where = f"{key} = {path!r}" if key else repr(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {where}. Download it or fix the path.")
-    try:
-        if str(path).endswith(".safetensors"):  # timm's format on the Hugging Face Hub
-            from safetensors.torch import load_file
+    what = f"{key}: " if key else ""
+    if str(path).endswith(".safetensors"):  # timm's format on the Hugging Face Hub
+        from safetensors.torch import load_file
+        try:
             ckpt = load_file(path, device="cpu")
-        else:
-            with torch.serialization.safe_globals(_SAFE_GLOBALS):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - UnpicklingError, a truncated zip, a text file...
-        # torch's own text is not repeated: it advises weights_only=False, which runs the file
-        raise RuntimeError(f"{where}: cannot be read with torch.load(weights_only=True) "
-                           f"({type(err).__name__}): it is truncated, not a checkpoint, or needs "
-                           f"code to be unpickled. Re-save only the weights from a trusted "
-                           f"environment: torch.save({{'model': state_dict}}, path)") from err
+        except Exception as err:  # noqa: BLE001 - a truncated or foreign file
+            raise load_error(path, err, what) from err
+    else:  # the project's one safe loader: its CheckpointError, in its one wording
+        try:
+            ckpt = safe_torch_load(path)
+        except CheckpointError as err:
+            raise with_prefix(err, what) from err
     for wrapper in ("model", "state_dict"):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(wrapper), dict):
             ckpt = ckpt[wrapper]

@@ -10,6 +10,8 @@ import logging
 import timm
 import torch
 
+from common.safe_load import CheckpointError, with_prefix
+
 from .checkpoint import load_pretrained
 from .config import INPUT_PIPELINE, add_focal_config, model_kwargs_from_cfg, validate_focal_config
 from .model import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VideoFocalNet
@@ -34,7 +36,9 @@ def build_model(cfg) -> VideoFocalNet:
     elif cfg.TRAIN.PRETRAINED_PATH:
         try:
             load_pretrained(model, cfg.TRAIN.PRETRAINED_PATH)
-        except (ValueError, RuntimeError) as err:  # unreadable, or another model's: name the key
+        except CheckpointError as err:  # unreadable or unsafe: the one wording, the key named
+            raise with_prefix(err, "key TRAIN.PRETRAINED_PATH: ") from err
+        except (ValueError, RuntimeError) as err:  # another model's weights: name the key
             raise ValueError(f"key TRAIN.PRETRAINED_PATH: {err}") from err
         except FileNotFoundError as err:
             raise FileNotFoundError(f"TRAIN.PRETRAINED_PATH: {err}") from None

@@ -13,8 +13,10 @@ from typing import Optional, Sequence
 import torch
 from timm.models import register_model
 
+from common.safe_load import CheckpointError, with_prefix
+
 from .config import model_kwargs_from_cfg, uses_precomputed_text
-from .model import VitaCLIP
+from .model import VitaCLIP, load_text_features
 from .weights import BackboneError
 
 logger = logging.getLogger(__name__)
@@ -42,10 +44,19 @@ def build_model(cfg, class_names: Optional[Sequence[str]] = None) -> VitaCLIP:
                       ("MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH", features)):
         if path and not os.path.isfile(path):
             raise ValueError(f"key {key}: file not found: {path}")
+    if features:  # read here so that an unusable file is reported under its own key
+        try:
+            features = load_text_features(features)
+        except CheckpointError as err:
+            raise with_prefix(err, "key MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH: ") from err
+        except ValueError as err:
+            raise ValueError(f"key MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH: {err}") from err
     try:
         model = VitaCLIP(class_names=class_names or (), backbone=backbone or None,
                          zeroshot_text_features=features, **kwargs)
-    except BackboneError as err:  # unreadable, or weights of another model: name the key
+    except CheckpointError as err:  # unreadable or unsafe: the one wording, the key named
+        raise with_prefix(err, "key MODEL.VITA.BACKBONE_PATH: ") from err
+    except BackboneError as err:  # weights of another model: name the key
         raise ValueError(f"key MODEL.VITA.BACKBONE_PATH: {err}") from err
     if cfg.TRAIN.USE_CHECKPOINT:
         model.set_grad_checkpointing(True)

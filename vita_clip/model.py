@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from common.safe_load import safe_torch_load
+
 from . import tokenizer as tk
 from .clip import CLIPTextEncoder, CLIPVisionEncoder, count_parameters
 from .prompts import TextPromptLearner
@@ -82,7 +84,7 @@ class VitaCLIP(nn.Module):
                 transformer_layers=text_transformer_layers)
         self.text_features = None
         if self.uses_precomputed_text:
-            self.text_features = _load_features(zeroshot_text_features)
+            self.text_features = load_text_features(zeroshot_text_features)
             if self.class_names and len(self.class_names) != self.text_features.shape[0]:
                 raise ValueError(f"the zero-shot text features hold "
                                  f"{self.text_features.shape[0]} classes but "
@@ -262,14 +264,16 @@ class VitaCLIP(nn.Module):
         return logits
 
 
-def _load_features(source) -> torch.Tensor:
+def load_text_features(source) -> torch.Tensor:
+    """Zero-shot text features [classes, embed_dim]: a tensor, or a file holding one (or a dict
+    with 'features'), read without executing code."""
     if source is None or (isinstance(source, str) and not source):
         raise ValueError("MODEL.VITA.ZEROSHOT_EVALUATION without text prompt learning needs "
                          "MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH (a [classes, embed_dim] tensor)")
     if isinstance(source, torch.Tensor):
         features = source
     else:
-        data = torch.load(source, map_location="cpu", weights_only=True)
+        data = safe_torch_load(source, what="zero-shot text features")
         if isinstance(data, dict):
             data = data.get("features", data.get("text_features"))
         if not isinstance(data, torch.Tensor):

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 from timm.models import clean_state_dict
 
+from common.safe_load import load_error, safe_torch_load, unsafe_error
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["read_torchscript_state_dict", "read_checkpoint", "openai_to_vita",
@@ -73,6 +75,14 @@ def _returns_first_argument(value, *unused):
     return value
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A global of the archive other than tensors and containers (code would have to run)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"refusing to load global {name}")
+        self.name = name
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Rebuilds tensors and module attribute dicts; refuses every other global."""
 
@@ -93,9 +103,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _StorageType(_STORAGE_DTYPES[name])
         if module == "torch.jit._pickle" and name in _JIT_LIST_HELPERS:
             return _returns_first_argument
-        raise pickle.UnpicklingError(
-            f"{self._source}: refusing to load global {module}.{name} from the archive (only "
-            f"tensors are read; the file may not be a CLIP checkpoint)")
+        raise _RefusedGlobal(f"{module}.{name}")
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
@@ -114,10 +122,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 class BackboneError(ValueError):
     """A CLIP weight file that cannot be read, or whose tensors do not fit the model."""
-
-
-class UnsafeBackboneError(BackboneError, pickle.UnpicklingError):
-    """A file that names code to run (a global other than tensors and containers)."""
 
 
 def _flatten(obj, prefix: str, out: Dict[str, torch.Tensor]) -> None:
@@ -155,27 +159,21 @@ def _is_torchscript(path: str) -> bool:
 
 
 def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    """A state dict from a CLIP/Vita-CLIP file; never executes code from the file."""
+    """A state dict from a CLIP/Vita-CLIP file; never executes code from the file. A file that
+    cannot be read, or only by running code, raises the project's CheckpointError
+    (``common.safe_load``: one wording for every reader)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path} (MODEL.VITA.BACKBONE_PATH)")
     try:
         if _is_torchscript(path):
             return read_torchscript_state_dict(path)
-        data = torch.load(path, map_location="cpu", weights_only=True)
     except BackboneError:
         raise
-    except pickle.UnpicklingError as err:
-        if "refusing to load global" in str(err):  # the TorchScript reader's own refusal
-            raise UnsafeBackboneError(str(err)) from err
-        raise BackboneError(f"{path}: cannot be read with torch.load(weights_only=True) "
-                            f"(UnpicklingError): it is not a CLIP checkpoint, or needs code "
-                            f"to be unpickled") from err
-    except Exception as err:  # noqa: BLE001 - UnpicklingError, a truncated zip, a text file...
-        # torch's own text is not repeated: it advises weights_only=False, which runs the file
-        raise BackboneError(f"{path}: cannot be read with torch.load(weights_only=True) "
-                            f"({type(err).__name__}): it is truncated, not a CLIP checkpoint, "
-                            f"or needs code to be unpickled") from err
-    return unwrap_state_dict(data, path)
+    except _RefusedGlobal as err:  # the TorchScript reader's own refusal
+        raise unsafe_error(path, [err.name]) from err
+    except Exception as err:  # noqa: BLE001 - a damaged archive
+        raise load_error(path, err) from err
+    return unwrap_state_dict(safe_torch_load(path), path)
 
 
 def unwrap_state_dict(data, source: str = "checkpoint") -> Dict[str, torch.Tensor]:

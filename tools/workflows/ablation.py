@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 
 import yaml
 
-from datasets.fileio import atomic_write_bytes, atomic_write_text
+from common.fileio import atomic_write_bytes, atomic_write_text
 from engine.config import ConfigError, load_cfg
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from datasets.fileio import atomic_write_bytes, atomic_write_text
+from common.fileio import atomic_write_bytes, atomic_write_text
 from engine.evaluation import SCORES_FILE
 from engine.guards import require_finite
 from engine.metrics import classification_metrics, confusion_matrix, per_class_accuracy

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from datasets import VideoDecodeError
-from datasets.fileio import atomic_path, atomic_write_bytes, atomic_write_text, \
+from common.fileio import atomic_path, atomic_write_bytes, atomic_write_text, \
     remove_stale_temp_files
 from engine import distributed as du
 from engine.build import amp_dtype

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import datasets
-from datasets.fileio import atomic_write_bytes, atomic_write_text
+from common.fileio import atomic_write_bytes, atomic_write_text
 from engine.config import ConfigError, load_cfg
 from tools.workflows.ablation import (Variant, VariantRunError, _torchrun, run_variant,
                                       variant_cfg, variant_cli_opts)

@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 import datasets
-from datasets.fileio import atomic_write_text
+from common.fileio import atomic_write_text
 from engine import distributed as du
 from engine.build import amp_dtype, build_model_without_init
 from engine.checkpoint import (checkpoint_to_cfg_yaml, extract_state_dict, load_model_weights,

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from yacs.config import CfgNode
 
-from datasets.fileio import atomic_torch_save
+from common.fileio import atomic_torch_save
 from engine import checkpoint as ck
 from engine.config import get_cfg
 
@@ -236,7 +236,7 @@ def test_wrapper_prefixes_are_stripped_on_loading(tmp_path):
 
 
 def test_checkpoint_temporaries_follow_the_project_convention(tmp_path, monkeypatch):
-    from datasets.fileio import is_temp_file, remove_stale_temp_files
+    from common.fileio import is_temp_file, remove_stale_temp_files
 
     seen = []
     real_replace = os.replace

@@ -1,9 +1,11 @@
 """The layering rule, checked on every module's imports (read with ``ast``, nothing imported):
 
-    tools/   ->  engine/  ->  datasets/, video_focalnet/, vita_clip/
+    tools/   ->  engine/  ->  datasets/, video_focalnet/, vita_clip/  ->  common/
 
-A package may import itself and the layers below it, never one above; the three lower packages
-import none of each other; nothing in the library imports tests/. The one exception, listed
+A package may import itself and the layers below it, never one above; the three model and data
+packages import none of each other, only ``common`` (the bottom: safe loading, atomic writes,
+``unwrap_model``), which imports no project package; nothing in the library imports tests/. No
+module-level import circle exists between the project's modules either. The one exception, listed
 below, is the benchmark harness building a reference port from a checkout's tests/ inside a
 function. Every kind of import counts: ``import x``, ``from x import y``, relative imports,
 imports inside functions, and ``importlib.import_module("x")`` with a literal name.
@@ -19,11 +21,12 @@ REPO = Path(__file__).resolve().parents[3]
 TESTS = "tests"
 # package -> the project packages it may import (itself included)
 ALLOWED = {
-    "datasets": {"datasets"},
-    "video_focalnet": {"video_focalnet"},
-    "vita_clip": {"vita_clip"},
-    "engine": {"engine", "datasets", "video_focalnet", "vita_clip"},
-    "tools": {"tools", "engine", "datasets", "video_focalnet", "vita_clip"},
+    "common": {"common"},
+    "datasets": {"datasets", "common"},
+    "video_focalnet": {"video_focalnet", "common"},
+    "vita_clip": {"vita_clip", "common"},
+    "engine": {"engine", "datasets", "video_focalnet", "vita_clip", "common"},
+    "tools": {"tools", "engine", "datasets", "video_focalnet", "vita_clip", "common"},
 }
 PROJECT = set(ALLOWED) | {TESTS}
 # (importing module, imported module): allowed only inside a function (imported lazily, so the
@@ -143,6 +146,8 @@ def test_imports_only_go_down(path):
      "from tests.reference_vita import reference_from_model\n",
      "tests.reference_vita"),
     ("tools.workflows.ablation", False, "def f():\n    import tests.conftest\n", "tests.conftest"),
+    ("common.fileio", False, "from datasets.annotations import numbered_lines\n",
+     "datasets.annotations"),
 ])
 def test_checker_detects_planted_bad_imports(module, is_package, source, expected):
     found = violations(source, module, is_package)
@@ -169,3 +174,62 @@ def test_relative_imports_resolve_against_the_package():
             ][:1] == ["tools.engine"]
     assert [t for t, _, _ in imports_of("from ...engine import y\n", "tools.workflows.ablation")
             ][:1] == ["engine"]
+
+
+# ---------------------------------------------------------------------------------------------
+# No import circle: the imports between project modules form no cycle. Imports inside functions
+# count too: a circle hidden in a function is still two modules that need each other.
+# ---------------------------------------------------------------------------------------------
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports (at module level or inside functions)."""
+    files = {module_name(p)[0]: p for p in library_files()}
+    graph = {}
+    for module, path in files.items():
+        is_package = path.name == "__init__.py"
+        targets = set()
+        for target, _, _ in imports_of(path.read_text(encoding="utf-8"), module, is_package):
+            if target in files and target != module:
+                targets.add(target)
+        graph[module] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (a list of modules, first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str):
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_circle():
+    # a package __init__ importing its own submodules is how a package is built, not a circle:
+    # only edges into a package's __init__ from its own submodules are left out
+    graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in import_graph().items()}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_cycle_finder_finds_a_planted_circle():
+    assert find_cycle({"engine.build": {"engine.checkpoint"},
+                       "engine.checkpoint": {"engine.build"}}) == \
+        ["engine.build", "engine.checkpoint", "engine.build"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None

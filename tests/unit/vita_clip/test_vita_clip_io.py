@@ -19,7 +19,8 @@ from engine.config import ConfigError, load_cfg
 from engine.evaluation import evaluate
 from engine.registry import model_family
 from engine.text_classifier import text_cache_key, zero_shot_classifier
-from datasets.fileio import is_temp_file
+from common.fileio import is_temp_file
+from common.safe_load import UnsafeCheckpointError
 import vita_clip
 from vita_clip import weights as W
 from vita_clip.family import FAMILY
@@ -196,7 +197,8 @@ def test_archive_with_foreign_globals_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("evil/data.pkl", pickle.dumps({"x": Evil()}, protocol=2))
         archive.writestr("evil/code/__torch__.py", "")
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load global"):
+    with pytest.raises(UnsafeCheckpointError, match=f"^refusing to load {path}: it can only be "
+                                                    f"read by executing arbitrary pickled code"):
         W.read_checkpoint(str(path))
 
 

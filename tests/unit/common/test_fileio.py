@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from datasets import fileio
-from datasets.fileio import (TEMP_MARKER, atomic_path, atomic_torch_save, atomic_write_bytes,
+from common import fileio
+from common.fileio import (TEMP_MARKER, atomic_path, atomic_torch_save, atomic_write_bytes,
                              atomic_write_text, is_temp_file, remove_stale_temp_files, temp_path)
 
 
