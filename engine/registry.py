@@ -29,7 +29,8 @@ Optional attributes, used when present:
 ========================  ==========================================================================
 ``weight_keys``           config keys holding weight files; the engine resolves model-zoo names
                           in them to cached files before ``build`` (engine/zoo.py)
-``set_weights_locator``   receives the zoo's fetch function (timm ``pretrained=True``)
+``released_weights``      the package's released files (``common.weights.Weights``), declared
+                          beside the model; the model zoo (engine/zoo.py) serves them by name
 ``designs``, ``design_of(cfg)``  the design options a benchmark / FLOP table can vary
 ========================  ==========================================================================
 

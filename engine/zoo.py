@@ -16,9 +16,10 @@ the file's sha256 beside it (``<file>.sha256``, the format of ``sha256sum``) and
 checks the file against that record (a malformed record counts as none). A file that fails its
 check is moved aside to ``<file>.mismatch-<its sha256>`` (named in the message), never deleted.
 
-``import engine.zoo`` also hands ``fetch`` to every model family that accepts a weights locator
-(``family.set_weights_locator``), which is how ``timm.create_model(..., pretrained=True)`` of a
-released variant finds its file without the model package importing the engine.
+The entries are not written here: each model package declares its released files beside its
+model (``video_focalnet/pretrained.py``, ``vita_clip/pretrained.py``) and hands them over as its
+family's ``released_weights``. This module is generic: lookup, cache, download, checksums.
+Importing it changes nothing in any other module.
 """
 from __future__ import annotations
 
@@ -26,36 +27,18 @@ import difflib
 import logging
 import os
 import urllib.parse
-from dataclasses import dataclass
+
+from common.weights import DEFAULT_DIR, Weights, weights_dir
 
 from .download import ChecksumError, DownloadError, copy_file, fetch_url, move_aside, \
     sha256_of
+from .registry import model_families
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Weights", "WeightsUnavailable", "ZOO", "register_weights", "get", "lookup",
+__all__ = ["Weights", "WeightsUnavailable", "entries", "register_weights", "get", "lookup",
            "weights_dir", "cached_path", "is_cached", "fetch", "resolve", "resolve_config_weights",
            "zoo_markdown", "sources"]
-
-DEFAULT_DIR = os.path.join("~", ".cache", "video-recognition", "weights")
-
-
-@dataclass(frozen=True)
-class Weights:
-    """One released weights file."""
-
-    name: str
-    file_name: str  # the name in the cache and on a mirror
-    urls: tuple  # published sources, tried in order
-    what: str  # one line: which network, trained on what
-    key: str  # where it goes: "--checkpoint", "TRAIN.PRETRAINED_PATH", ...
-    configs: tuple = ()  # configs it belongs to (the first one evaluates it)
-    sha256: str | None = None  # published checksum; None = recorded at first download
-    size: int | None = None  # bytes, when published
-    top1: str = ""  # published top-1 accuracy (%) on the config's dataset
-    params: str = ""  # parameters of the network as built by the config
-    aliases: tuple = ()  # other names that resolve to this entry
-    timm_name: str = ""  # timm ``arch.tag`` whose pretrained=True loads this file
 
 
 class WeightsUnavailable(FileNotFoundError):
@@ -65,97 +48,44 @@ class WeightsUnavailable(FileNotFoundError):
     """
 
 
-def _drive(file_id: str) -> str:
-    return f"https://drive.google.com/uc?export=download&id={file_id}"
+_ENTRIES: dict[str, Weights] = {}  # name -> entry, in registration order
+_FAMILIES_READ: set = set()  # the families whose released_weights are in _ENTRIES
 
 
-_VFN_CONFIG = "configs/video_focalnet/{}.yaml"
-_VFN_SIZES = {"tiny": "T", "small": "S", "base": "B"}
-_DATASETS = {"k400": ("kinetics400", "Kinetics-400"), "k600": ("kinetics600", "Kinetics-600"),
-             "ssv2": ("ssv2", "Something-Something v2"), "diving48": ("diving48", "Diving-48"),
-             "activitynet": ("activitynet", "ActivityNet v1.3")}
-
-
-def _video_focalnet(size: str, dataset: str, drive_id: str, top1: str, params: str) -> Weights:
-    folder, title = _DATASETS[dataset]
-    config = _VFN_CONFIG.format(f"{folder}/{size}" if dataset == "k400" else f"{folder}/base")
-    name = f"video_focalnet_{size}_{dataset}"
-    return Weights(
-        name=name, file_name=f"{name}.pth", urls=(_drive(drive_id),),
-        what=f"Video-FocalNet-{_VFN_SIZES[size]} trained on {title} (official checkpoint)",
-        key="--checkpoint", configs=(config,), top1=top1,
-        params=params,
-        timm_name=f"video_focalnet_{size}.{dataset}")
-
-
-def _focalnet_2d(size: str) -> list[Weights]:
-    others = ("kinetics600", "ssv2", "diving48", "activitynet") if size == "base" else ()
-    configs = tuple(_VFN_CONFIG.format(c) for c in (f"kinetics400/{size}",
-                                                    *(f"{d}/base" for d in others)))
-    letter = _VFN_SIZES[size]
-    timm_repo = f"focalnet_{size}_srf.ms_in1k"
-    return [
-        Weights(name=f"focalnet_{size}_srf", file_name=f"focalnet_{size}_srf.pth",
-                urls=("https://github.com/microsoft/FocalNet/releases/download/v1.0.0/"
-                      f"focalnet_{size}_srf.pth",),
-                what=f"FocalNet-{letter} (SRF), ImageNet-1K; initialises Video-FocalNet-{letter}",
-                key="TRAIN.PRETRAINED_PATH", configs=configs),
-        Weights(name=timm_repo, file_name=f"{timm_repo}.safetensors",
-                urls=(f"https://huggingface.co/timm/{timm_repo}/resolve/main/model.safetensors",),
-                what=f"the same FocalNet-{letter} (SRF) in timm's format (Hugging Face Hub)",
-                key="TRAIN.PRETRAINED_PATH", configs=configs),
-    ]
-
-
-_OPENAI_B16_SHA256 = "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
-_VITA_CONFIG = "configs/vita_clip/k400/vita_clip_b16.yaml"
-
-ZOO: dict[str, Weights] = {}
+def entries() -> dict[str, Weights]:
+    """name -> Weights: the files every registered model family declares
+    (``family.released_weights``), read at the first use, plus what ``register_weights`` added."""
+    try:
+        families = model_families()
+    except RuntimeError:  # no model package installed: only what was registered by hand
+        families = []
+    # the same order in every process; every new family is marked read before its entries are
+    # added (register_weights looks names up through this function)
+    new = sorted((f for f in families if f.name not in _FAMILIES_READ), key=lambda f: f.name)
+    _FAMILIES_READ.update(f.name for f in new)
+    for family in new:
+        for entry in getattr(family, "released_weights", ()):
+            register_weights(entry)
+    return _ENTRIES
 
 
 def _owner(label: str) -> Weights | None:
-    for entry in ZOO.values():
+    for entry in entries().values():
         if label == entry.name or label in entry.aliases:
             return entry
     return None
 
 
 def register_weights(entry: Weights) -> Weights:
-    """Add (or replace) an entry; its name and aliases must not belong to another entry."""
+    """Add (or replace) an entry; its name and aliases must not belong to another entry.
+    Released files belong in their model package (``released_weights``); this is for a
+    session's own files (tests, notebooks)."""
     for label in (entry.name, *entry.aliases):
         owner = _owner(label)
         if owner is not None and owner.name != entry.name:
             raise ValueError(f"zoo name {label!r} already belongs to {owner.name}")
-    ZOO[entry.name] = entry
+    _ENTRIES[entry.name] = entry
     return entry
-
-
-for _entry in [
-    _video_focalnet("tiny", "k400", "1wsUjJbPVQd7pf-OocD9mVU8pak0gdBTP", "79.8", "49.6 M"),
-    _video_focalnet("small", "k400", "1gO4_tluuoR4mn2bSQRNyy9_wFCnUSiQ0", "81.4", "88.7 M"),
-    _video_focalnet("base", "k400", "1tc1AKKmvHN7Hzxpd53QsBIMQZmLH8ozX", "83.6", "157.4 M"),
-    _video_focalnet("base", "k600", "16u1dij3dde0KmaajiB5lAFy8FaRvQDmS", "86.7", "157.6 M"),
-    _video_focalnet("base", "ssv2", "1MIPLjMVDmYEY5jmJs8pRRIj4gKNVqETg", "71.1", "157.2 M"),
-    _video_focalnet("base", "diving48", "1MMZeDucN1cfC5MiTGIft8xNfo5358dA2", "90.8", "157.0 M"),
-    _video_focalnet("base", "activitynet", "1Zku86i9Ol1gabqBqf0h1vtL-_H5gglA3", "89.8", "157.2 M"),
-    *_focalnet_2d("tiny"), *_focalnet_2d("small"), *_focalnet_2d("base"),
-    Weights(name="openai_clip_vit_b16", file_name="ViT-B-16.pt",
-            urls=("https://openaipublic.azureedge.net/clip/models/"
-                  f"{_OPENAI_B16_SHA256}/ViT-B-16.pt",),
-            sha256=_OPENAI_B16_SHA256, aliases=("openai:ViT-B/16",),
-            what="OpenAI CLIP ViT-B/16 (TorchScript archive); Vita-CLIP's backbone",
-            key="MODEL.VITA.BACKBONE_PATH", configs=(_VITA_CONFIG,)),
-    Weights(name="vita_clip_b16_k400", file_name="vita_clip_b16_k400.pth",
-            urls=(_drive("1vxgNg_lmGBRKNiY4VAy-aiCb-GuOAJNZ"),),
-            what="Vita-CLIP-B/16 trained on Kinetics-400 (official checkpoint)",
-            key="--checkpoint", configs=(_VITA_CONFIG,), top1="80.5 (1x1 view)",
-            params="186.9 M"),
-    Weights(name="vita_clip_backbone", file_name="clip_pretrained.pth",
-            urls=(_drive("17xSat9ZqL8p3RjpfTdqjxrBfcwZgZ2OE"),),
-            what="the official repo's converted CLIP ViT-B/16 backbone (legacy alternative)",
-            key="MODEL.VITA.BACKBONE_PATH", configs=(_VITA_CONFIG,)),
-]:
-    register_weights(_entry)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,28 +105,17 @@ def get(name: str) -> Weights:
 
 
 def _unknown_name_message(name: str, problem: str) -> str:
-    labels = sorted(label for e in ZOO.values() for label in (e.name, *e.aliases))
+    labels = sorted(label for e in entries().values() for label in (e.name, *e.aliases))
     close = difflib.get_close_matches(name, labels, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return f"{name!r} {problem}; {hint}`python tools/download_weights.py --list` shows the names"
 
 
 def _by_file_name(file_name: str) -> Weights | None:
-    for entry in ZOO.values():
+    for entry in entries().values():
         if entry.file_name == file_name:
             return entry
     return None
-
-
-def weights_dir() -> str:
-    """``$VIDEO_WEIGHTS_DIR``, else ``~/.cache/video-recognition/weights``; NotADirectoryError
-    when that names a file."""
-    folder = os.path.expanduser(os.environ.get("VIDEO_WEIGHTS_DIR") or DEFAULT_DIR)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        source = "VIDEO_WEIGHTS_DIR" if os.environ.get("VIDEO_WEIGHTS_DIR") else "the cache"
-        raise NotADirectoryError(f"{source} {folder} is a file, not a folder; point "
-                                 f"VIDEO_WEIGHTS_DIR at a folder for the weights cache")
-    return folder
 
 
 def cached_path(name: str) -> str:
@@ -413,7 +332,7 @@ def zoo_markdown() -> str:
     """The zoo as a Markdown table (docs/model_zoo.md embeds it; a test keeps them equal)."""
     lines = ["| name | what | use with | config | top-1 (%) | params | size |",
              "|---|---|---|---|---|---|---|"]
-    for entry in ZOO.values():
+    for entry in entries().values():
         names = " ".join(f"`{label}`" for label in (entry.name, *entry.aliases))
         config = f"`{entry.configs[0]}`" if entry.configs else "–"
         if len(entry.configs) > 1:
@@ -421,19 +340,3 @@ def zoo_markdown() -> str:
         lines.append(f"| {names} | {entry.what} | `{entry.key}` | {config} | {entry.top1 or '–'} "
                      f"| {entry.params or '–'} | {_size_text(entry.size)} |")
     return "\n".join(lines) + "\n"
-
-
-def _connect_model_families() -> None:
-    """Give ``fetch`` to each model family that can use it (timm pretrained=True)."""
-    from .registry import model_families
-    try:
-        families = model_families()
-    except RuntimeError:  # nothing installed: nothing to connect
-        return
-    for family in families:
-        setter = getattr(family, "set_weights_locator", None)
-        if setter is not None:
-            setter(fetch)
-
-
-_connect_model_families()

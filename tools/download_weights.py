@@ -46,7 +46,7 @@ def _size(path: str, entry: zoo.Weights) -> str:
 def listing() -> str:
     """The zoo as a plain-text table with the cache state of each file."""
     rows = [("name", "what", "size", "cached")]
-    for entry in zoo.ZOO.values():
+    for entry in zoo.entries().values():
         path = zoo.cached_path(entry.name)
         rows.append((entry.name, entry.what, _size(path, entry),
                      "yes" if os.path.isfile(path) else "no"))
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
-    names = list(zoo.ZOO) if args.all else args.names
+    names = list(zoo.entries()) if args.all else args.names
     try:
         entries = [zoo.get(name) for name in names]
     except KeyError as err:

@@ -16,7 +16,7 @@ from .checkpoint import load_pretrained
 from .config import INPUT_PIPELINE, add_focal_config, model_kwargs_from_cfg, validate_focal_config
 from .model import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, VideoFocalNet
 from .modulation import ST_DESIGNS
-from .pretrained import set_weights_locator
+from .pretrained import RELEASED_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class VideoFocalNetFamily:
     designs = ST_DESIGNS  # the benchmark's ``design`` option (MODEL.FOCAL.ST_DESIGN)
     # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
     weight_keys = ("TRAIN.PRETRAINED_PATH",)
-    # The engine's zoo hands its fetch function here for timm pretrained=True (pretrained.py)
-    set_weights_locator = staticmethod(set_weights_locator)
+    # The released files, declared beside the model (pretrained.py); the engine's zoo serves them
+    released_weights = RELEASED_WEIGHTS
 
     def add_config(self, cfg) -> None:
         """Add ``MODEL.FOCAL`` (video_focalnet/config.py)."""

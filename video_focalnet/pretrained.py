@@ -1,13 +1,17 @@
-"""Released Video-FocalNet weights as timm pretrained tags (``video_focalnet_tiny.k400`` ...).
+"""Video-FocalNet's released weights, declared once: the video checkpoints and the ImageNet
+FocalNets they start from (``RELEASED_WEIGHTS``, ``common.weights.Weights``), and the timm
+pretrained tags of the video checkpoints (``video_focalnet_tiny.k400`` ...).
+
+Adding a released file is one entry here: the engine's model zoo serves every entry by name
+(``tools/download_weights.py``, a name wherever a weights path goes), ``docs/model_zoo.md``'s
+table is generated from it, and an entry with a ``timm_name`` becomes a timm tag.
 
 ``timm.create_model("video_focalnet_tiny", pretrained=True)`` loads the released Kinetics-400
-checkpoint; ``"video_focalnet_base.ssv2"`` and the other tags load the other releases. Each tag's
-pretrained config names its model-zoo entry (``url="zoo:video_focalnet_tiny_k400"``). This
-package never downloads: it asks a *weights locator* ``locator(zoo_name) -> path`` for the file.
-The engine's model zoo installs one (``import engine.zoo``, which the tools and
-``engine.build`` do) that downloads and verifies on demand. Without it the file is looked for
-where the zoo keeps its files (``$VIDEO_WEIGHTS_DIR``, else ``~/.cache/video-recognition/weights``)
-and a missing file names the command that downloads it. A ``file`` given by the caller
+checkpoint; ``"video_focalnet_base.ssv2"`` and the other tags load the other releases. This
+package never downloads: the file is read from the zoo's cache folder (``$VIDEO_WEIGHTS_DIR``,
+else ``~/.cache/video-recognition/weights``), whatever else was imported, and a missing file
+names the command that downloads it (``python tools/download_weights.py NAME`` or
+``engine.zoo.fetch(NAME)``). A ``file`` given by the caller
 (``pretrained_cfg_overlay=dict(file=PATH)``) is used as it is.
 """
 from __future__ import annotations
@@ -16,50 +20,86 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
-__all__ = ["RELEASED", "ZOO_URL_SCHEME", "released_cfgs", "set_weights_locator", "locate_weights",
+from common.weights import Weights, google_drive_url, weights_dir
+
+__all__ = ["RELEASED_WEIGHTS", "ZOO_URL_SCHEME", "released_cfgs", "locate_weights",
            "with_released_weights", "drop_loaded_state_dict"]
 
 ZOO_URL_SCHEME = "zoo:"
-# timm tag -> (model-zoo name, classes); the first tag of each size is its default.
-RELEASED = {
-    "video_focalnet_tiny.k400": ("video_focalnet_tiny_k400", 400),
-    "video_focalnet_small.k400": ("video_focalnet_small_k400", 400),
-    "video_focalnet_base.k400": ("video_focalnet_base_k400", 400),
-    "video_focalnet_base.k600": ("video_focalnet_base_k600", 600),
-    "video_focalnet_base.ssv2": ("video_focalnet_base_ssv2", 174),
-    "video_focalnet_base.diving48": ("video_focalnet_base_diving48", 48),
-    "video_focalnet_base.activitynet": ("video_focalnet_base_activitynet", 200),
-}
-# The zoo's cache folder and file names (engine/zoo.py; a test keeps the two in step).
-_CACHE_ENV, _CACHE_DEFAULT = "VIDEO_WEIGHTS_DIR", os.path.join("~", ".cache", "video-recognition",
-                                                               "weights")
 
-_locator: Optional[Callable[[str], str]] = None
+_CONFIG = "configs/video_focalnet/{}.yaml"
+_SIZES = {"tiny": "T", "small": "S", "base": "B"}
+# dataset tag -> (config folder, title, classes)
+_DATASETS = {"k400": ("kinetics400", "Kinetics-400", 400),
+             "k600": ("kinetics600", "Kinetics-600", 600),
+             "ssv2": ("ssv2", "Something-Something v2", 174),
+             "diving48": ("diving48", "Diving-48", 48),
+             "activitynet": ("activitynet", "ActivityNet v1.3", 200)}
+
+
+def _video(size: str, dataset: str, drive_id: str, top1: str, params: str) -> Weights:
+    """An official Video-FocalNet checkpoint (Google Drive), with its timm tag."""
+    folder, title, classes = _DATASETS[dataset]
+    name = f"video_focalnet_{size}_{dataset}"
+    return Weights(
+        name=name, file_name=f"{name}.pth", urls=(google_drive_url(drive_id),),
+        what=f"Video-FocalNet-{_SIZES[size]} trained on {title} (official checkpoint)",
+        key="--checkpoint",
+        configs=(_CONFIG.format(f"{folder}/{size}" if dataset == "k400" else f"{folder}/base"),),
+        top1=top1, params=params, timm_name=f"video_focalnet_{size}.{dataset}",
+        num_classes=classes)
+
+
+def _imagenet(size: str) -> tuple:
+    """The ImageNet-1K FocalNet (SRF) that initialises a size: microsoft's file and timm's."""
+    others = ("kinetics600", "ssv2", "diving48", "activitynet") if size == "base" else ()
+    configs = tuple(_CONFIG.format(c) for c in (f"kinetics400/{size}",
+                                                *(f"{d}/base" for d in others)))
+    letter = _SIZES[size]
+    timm_repo = f"focalnet_{size}_srf.ms_in1k"
+    return (
+        Weights(name=f"focalnet_{size}_srf", file_name=f"focalnet_{size}_srf.pth",
+                urls=("https://github.com/microsoft/FocalNet/releases/download/v1.0.0/"
+                      f"focalnet_{size}_srf.pth",),
+                what=f"FocalNet-{letter} (SRF), ImageNet-1K; initialises Video-FocalNet-{letter}",
+                key="TRAIN.PRETRAINED_PATH", configs=configs),
+        Weights(name=timm_repo, file_name=f"{timm_repo}.safetensors",
+                urls=(f"https://huggingface.co/timm/{timm_repo}/resolve/main/model.safetensors",),
+                what=f"the same FocalNet-{letter} (SRF) in timm's format (Hugging Face Hub)",
+                key="TRAIN.PRETRAINED_PATH", configs=configs),
+    )
+
+
+# Published top-1 (official multi-view test) and parameters from the official README; no sha256
+# is published for these files (the zoo records one at the first download).
+RELEASED_WEIGHTS = (
+    _video("tiny", "k400", "1wsUjJbPVQd7pf-OocD9mVU8pak0gdBTP", "79.8", "49.6 M"),
+    _video("small", "k400", "1gO4_tluuoR4mn2bSQRNyy9_wFCnUSiQ0", "81.4", "88.7 M"),
+    _video("base", "k400", "1tc1AKKmvHN7Hzxpd53QsBIMQZmLH8ozX", "83.6", "157.4 M"),
+    _video("base", "k600", "16u1dij3dde0KmaajiB5lAFy8FaRvQDmS", "86.7", "157.6 M"),
+    _video("base", "ssv2", "1MIPLjMVDmYEY5jmJs8pRRIj4gKNVqETg", "71.1", "157.2 M"),
+    _video("base", "diving48", "1MMZeDucN1cfC5MiTGIft8xNfo5358dA2", "90.8", "157.0 M"),
+    _video("base", "activitynet", "1Zku86i9Ol1gabqBqf0h1vtL-_H5gglA3", "89.8", "157.2 M"),
+    *_imagenet("tiny"), *_imagenet("small"), *_imagenet("base"),
+)
 
 
 def released_cfgs(make_cfg: Callable[..., dict]) -> dict:
-    """``{tag: cfg}`` for generate_default_cfgs; ``make_cfg`` is the package's base cfg."""
-    return {tag: make_cfg(url=ZOO_URL_SCHEME + zoo_name, num_classes=classes)
-            for tag, (zoo_name, classes) in RELEASED.items()}
-
-
-def set_weights_locator(locator: Optional[Callable[[str], str]]) -> None:
-    """Install ``locator(zoo_name) -> local path`` (None removes it)."""
-    global _locator
-    _locator = locator
+    """``{tag: cfg}`` for generate_default_cfgs, one per entry with a timm name (the first tag of
+    each size is its default); ``make_cfg`` is the package's base cfg."""
+    return {w.timm_name: make_cfg(url=ZOO_URL_SCHEME + w.name, num_classes=w.num_classes)
+            for w in RELEASED_WEIGHTS if w.timm_name}
 
 
 def locate_weights(zoo_name: str) -> str:
-    """The local file of a released checkpoint (through the locator when one is installed)."""
-    if _locator is not None:
-        return _locator(zoo_name)
-    path = os.path.join(os.path.expanduser(os.environ.get(_CACHE_ENV) or _CACHE_DEFAULT),
-                        f"{zoo_name}.pth")
+    """The cached file of a released checkpoint; FileNotFoundError naming the download command
+    when it is not there."""
+    entry = next(w for w in RELEASED_WEIGHTS if w.name == zoo_name)
+    path = os.path.join(weights_dir(), entry.file_name)
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"released weights {zoo_name} are not at {path}: download them with "
-            f"`python tools/download_weights.py {zoo_name}`, or `import engine.zoo` before "
-            f"timm.create_model(..., pretrained=True) to download on demand")
+            f"released weights {zoo_name} are not at {path}: download them first with "
+            f"`python tools/download_weights.py {zoo_name}` (or engine.zoo.fetch({zoo_name!r}))")
     return path
 
 

@@ -11,6 +11,7 @@ import torch
 
 from .build import BENCHMARK_NAMES, benchmark_models, build_model
 from .config import INPUT_PIPELINE, add_vita_config, validate_vita_config
+from .pretrained import RELEASED_WEIGHTS
 
 __all__ = ["FAMILY", "VitaCLIPFamily", "CLIP_MEAN", "CLIP_STD"]
 
@@ -25,6 +26,8 @@ class VitaCLIPFamily:
     benchmark_names = BENCHMARK_NAMES
     # Weights keys the engine resolves (model-zoo names -> files) before build(); see engine/zoo.py
     weight_keys = ("MODEL.VITA.BACKBONE_PATH",)
+    # The released files, declared beside the model (pretrained.py); the engine's zoo serves them
+    released_weights = RELEASED_WEIGHTS
 
     def add_config(self, cfg) -> None:
         """Add ``MODEL.VITA`` (vita_clip/config.py)."""

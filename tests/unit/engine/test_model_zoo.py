@@ -45,7 +45,7 @@ TINY_CLIP = {"embed_dim": 16, "quick_gelu": True,
 
 
 # ---------------------------------------------------------------------------------------------
-# The local server (tests/weights_server.py)
+# The local server (tests/helpers/weights_server.py)
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
@@ -69,7 +69,7 @@ def env(tmp_path, monkeypatch, server):
         return real_open(url, offset, timeout)
     monkeypatch.setattr(download, "_open", loopback_only)
     # test-only entries and patched hashes vanish after each test
-    monkeypatch.setattr(zoo, "ZOO", dict(zoo.ZOO))
+    monkeypatch.setattr(zoo, "_ENTRIES", dict(zoo.entries()))
     server.requests.clear()
     server.cut.clear()
     return cache
@@ -178,16 +178,53 @@ def test_registry_lists_every_published_file_with_its_use():
     assert openai.sha256 == openai.urls[0].split("/")[-2]  # OpenAI's path segment is the hash
     assert zoo.get("vita_clip_b16_k400").key == "--checkpoint"
     assert zoo.get("vita_clip_backbone").file_name == "clip_pretrained.pth"
-    for entry in zoo.ZOO.values():
+    for entry in zoo.entries().values():
         assert entry.configs and all((REPO / c).is_file() for c in entry.configs), entry.name
         assert entry.key in ("--checkpoint", "TRAIN.PRETRAINED_PATH", "MODEL.VITA.BACKBONE_PATH")
-    assert len({e.file_name for e in zoo.ZOO.values()}) == len(zoo.ZOO)
-    # timm tags of the model package name zoo entries, whose file they expect in the same place
-    for tag, (name, _) in vfn_pretrained.RELEASED.items():
-        assert zoo.get(name).timm_name == tag and zoo.get(name).file_name == f"{name}.pth"
-    assert vfn_pretrained._CACHE_DEFAULT == zoo.DEFAULT_DIR
+    assert len({e.file_name for e in zoo.entries().values()}) == len(zoo.entries())
+    # each package's declared files are the zoo's, and its timm tags point at them
+    import vita_clip.pretrained as vita_pretrained
+    declared = vfn_pretrained.RELEASED_WEIGHTS + vita_pretrained.RELEASED_WEIGHTS
+    assert [e.name for e in declared] == list(zoo.entries())
+    tags = [e for e in declared if e.timm_name]
+    assert [e.name for e in tags] == list(published)
+    cfgs = vfn_pretrained.released_cfgs(dict)
+    for entry in tags:
+        assert cfgs[entry.timm_name] == {"url": f"zoo:{entry.name}",
+                                         "num_classes": entry.num_classes}
+        assert entry.file_name == f"{entry.name}.pth"
+    assert [e.num_classes for e in tags] == [400, 400, 400, 600, 174, 48, 200]
     with pytest.raises(KeyError, match="did you mean video_focalnet_tiny_k400"):
         zoo.get("video_focalnet_tiny_k40")
+
+
+def test_a_weight_declared_by_a_family_is_served_by_name(env, server, monkeypatch):
+    """Adding a released file is one entry in its model package: a family's released_weights."""
+    from engine import registry
+
+    class ToyFamily:
+        name, model_types = "toy_weights", ("toy_weights",)
+        released_weights = (zoo.Weights(
+            name="toy_weights_k400", file_name="toy_weights_k400.pth",
+            urls=(server.url + "/files/toy_weights_k400.pth",), what="a toy network",
+            key="--checkpoint"),)
+
+        def add_config(self, cfg): pass
+        def validate(self, cfg): pass
+        def build(self, cfg, class_names=None): raise NotImplementedError
+        def normalization(self, cfg): return (0.5,) * 3, (0.5,) * 3
+        def example_input(self, cfg, batch_size=1): return torch.zeros(batch_size, 1, 3, 8, 8)
+
+    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+    monkeypatch.setattr(registry, "_BY_TYPE", dict(registry._BY_TYPE))
+    monkeypatch.setattr(zoo, "_FAMILIES_READ", set(zoo._FAMILIES_READ))
+    assert zoo.lookup("toy_weights_k400") is None
+    registry.register_model_family(ToyFamily())
+    assert zoo.get("toy_weights_k400").what == "a toy network"
+    server.files["/files/toy_weights_k400.pth"] = b"toy weights"
+    path = zoo.fetch("toy_weights_k400", progress=False)
+    assert path == str(env / "toy_weights_k400.pth") and Path(path).read_bytes() == b"toy weights"
+    assert "`toy_weights_k400`" in zoo.zoo_markdown()
 
 
 def test_docs_table_is_the_generated_one(capsys):
@@ -195,7 +232,7 @@ def test_docs_table_is_the_generated_one(capsys):
 
     assert tool.main(["--markdown"]) == 0
     table = capsys.readouterr().out
-    assert table == zoo.zoo_markdown() and table.count("\n") == len(zoo.ZOO) + 2
+    assert table == zoo.zoo_markdown() and table.count("\n") == len(zoo.entries()) + 2
     docs = (REPO / "docs" / "model_zoo.md").read_text(encoding="utf-8")
     start, end = "<!-- zoo table: generated -->\n", "<!-- end of zoo table -->"
     assert docs[docs.index(start) + len(start):docs.index(end)] == table, \
@@ -350,11 +387,17 @@ def test_checkpoint_name_evaluates_a_vita_clip_training_checkpoint(env, server, 
 def test_timm_create_model_pretrained_loads_the_released_checkpoint(env, server, files,
                                                                      monkeypatch):
     import timm
-    import video_focalnet.pretrained as vfn_pretrained
 
     _serve(server, "video_focalnet_tiny_k400.pth",
            files["400 classes/video_focalnet_tiny_k400.pth"])
     sizes = dict(img_size=32, embed_dim=8, depths=(1, 1, 2, 1), num_frames=4)
+    # the model package never downloads, whatever was imported (engine.zoo is): it reads the
+    # zoo's cache and names the download command
+    with pytest.raises(FileNotFoundError, match=r"tools/download_weights.py "
+                                                r"video_focalnet_tiny_k400"):
+        timm.create_model("video_focalnet_tiny", pretrained=True, **sizes)
+    assert server.requests == []
+    zoo.fetch("video_focalnet_tiny_k400")
     model = timm.create_model("video_focalnet_tiny", pretrained=True, **sizes).eval()
     assert model.num_classes == 400  # from the tag's pretrained config
     expected = files["video_k400"].state_dict()
@@ -368,10 +411,6 @@ def test_timm_create_model_pretrained_loads_the_released_checkpoint(env, server,
     assert five.head.weight.shape == (5, 64)
     assert torch.equal(five.state_dict()["layers.1.blocks.0.mlp.fc2.weight"],
                        expected["layers.1.blocks.0.mlp.fc2.weight"])
-    # without the engine's locator the package looks in the cache and names the download command
-    monkeypatch.setattr(vfn_pretrained, "_locator", None)
-    assert timm.create_model("video_focalnet_tiny", pretrained=True, **sizes).state_dict()[
-        "head.bias"].equal(expected["head.bias"])
     monkeypatch.setenv("VIDEO_WEIGHTS_DIR", str(env.parent / "elsewhere"))
     with pytest.raises(FileNotFoundError, match=r"tools/download_weights.py "
                                                 r"video_focalnet_tiny_k400"):
