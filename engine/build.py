@@ -9,9 +9,11 @@ import os
 import torch
 import torch.nn as nn
 
+from common.errors import ConfigValueError
 from common.modules import unwrap_model
 
 from .config import ConfigError
+from .contract import HasWeightKeys, NoWeightDecay, NoWeightDecayKeywords
 from .registry import model_family
 
 __all__ = ["build_model", "config_class_names", "check_class_count", "checkpoint_class_names",
@@ -38,15 +40,15 @@ def build_model(cfg, class_names=None) -> nn.Module:
     if class_names is None:
         class_names = config_class_names(cfg)
         check_class_count(cfg, class_names)
-    if not cfg.EVAL_MODE:  # evaluation reads no init weights: never resolve (fetch) them
-        from .zoo import resolve_config_weights  # weights given by zoo name -> cached file
-        cfg = resolve_config_weights(cfg, getattr(family, "weight_keys", ()))
+    if not cfg.EVAL_MODE and isinstance(family, HasWeightKeys):
+        # weights given by zoo name -> cached file; evaluation reads no init weights: never
+        # resolve (fetch) them
+        from .zoo import resolve_config_weights
+        cfg = resolve_config_weights(cfg, family.weight_keys)
     try:
         return family.build(cfg, class_names)
-    except ValueError as err:  # families say "key X: what is wrong; what to do"
-        if isinstance(err, ConfigError) or not str(err).startswith("key "):
-            raise
-        raise ConfigError(str(err)) from None
+    except ConfigValueError as err:  # the family names the key and what to do
+        raise ConfigError(str(err), key=err.key) from None
 
 
 def check_class_count(cfg, class_names) -> None:
@@ -152,28 +154,24 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 # Optimiser
 # ---------------------------------------------------------------------------------------------
-# Substrings of parameter names that never get weight decay: prompts, learned contexts,
-# positional/time embeddings, class tokens, norms (their 1-D params are caught anyway).
-NO_DECAY_KEYWORDS = ("prompt", "prompt_learner.ctx", "pos_embed", "positional_embedding",
-                     "time_embed", "temporal_embed", "cls_token", "class_embedding",
-                     "summary_token", "logit_scale", "absolute_pos", "relative_position")
-
-
 def _model_skip_sets(model: nn.Module) -> tuple[set, set]:
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    """The model's own no-decay names and name fragments (engine.contract.NoWeightDecay, and
+    timm's no_weight_decay_keywords): the engine names no parameter of any model."""
+    skip = set(model.no_weight_decay()) if isinstance(model, NoWeightDecay) else set()
     keywords = (set(model.no_weight_decay_keywords())
-                if hasattr(model, "no_weight_decay_keywords") else set())
+                if isinstance(model, NoWeightDecayKeywords) else set())
     # The reference's keyword '' matched every name (its quirk 7.1a); never let it leak in.
     return {s for s in skip if s}, {k for k in keywords if k}
 
 
 def is_no_decay(name: str, param: torch.Tensor, skip: set, keywords: set) -> bool:
-    """Norms, biases, 1-D params, prompts/embeddings, and what the model names."""
+    """Norms, biases and other 1-D params, and what the model names (``skip``: full names or
+    module prefixes, ``keywords``: name fragments)."""
     if param.ndim <= 1 or name.endswith(".bias"):
         return True
     if name in skip or any(name.startswith(s + ".") for s in skip):
         return True
-    return any(k in name for k in keywords) or any(k in name for k in NO_DECAY_KEYWORDS)
+    return any(k in name for k in keywords)
 
 
 def param_groups(cfg, model: nn.Module) -> list[dict]:

@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from common.errors import ConfigValueError
+
 logger = logging.getLogger(__name__)
 
 _DISTRIBUTION = "video-recognition"  # setup.py name; datasets.DISTRIBUTION marks our package
@@ -32,7 +34,15 @@ __all__ = ["CN", "ConfigError", "get_cfg", "load_cfg", "merge_opts", "validate_c
 
 
 class ConfigError(ValueError):
-    """A config file, key or value that cannot be used; the message says where and what to do."""
+    """A config file, key or value that cannot be used; the message says where and what to do.
+    ``key``: the dotted key at fault, when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+    def __reduce__(self):
+        return type(self), (str(self), self.key)
 
 
 # torch.compile modes of TRAIN.COMPILE / TEST.COMPILE (engine/compile.py)
@@ -659,9 +669,10 @@ def validate_cfg(cfg: CN, source: str = "", origins: dict | None = None) -> None
 
     try:
         model_family(cfg.MODEL.TYPE).validate(cfg)
-    except ValueError as err:  # the family says "key X: ..."; add where the value came from
-        text = str(err)
-        key = text[len("key "):].split(":", 1)[0].strip() if text.startswith("key ") else ""
-        origin = source.of(key) if key else str(source)
-        raise ConfigError(f"{origin}: {text}" if origin else text) from None
+    except ConfigValueError as err:  # the family names the key; add where the value came from
+        origin = _origin(source, err.key)
+        raise ConfigError(f"{origin}: {err}" if origin else str(err), key=err.key) from None
+    except ValueError as err:  # a check that names no key: the file or --opts as a whole
+        origin = str(source)
+        raise ConfigError(f"{origin}: {err}" if origin else str(err)) from None
 

@@ -28,6 +28,7 @@ from .build import amp_dtype, build_model_without_init, check_checkpoint_classes
     slow_bf16_warning
 from .checkpoint import ensure_writable_dir, load_model_weights, safe_load
 from .compile import StaticBatch, compile_clock, compile_model, is_compiled
+from .contract import TextEncoder
 from .guards import no_empty_folders_on_failure, require_finite
 from .logging import Progress, config_hash, setup_logging, start_log_file
 from .metrics import classification_metrics
@@ -63,11 +64,11 @@ def class_text_features(model: nn.Module, device: torch.device,
     text -- computed once under no_grad and the run's autocast, to pass as
     ``model(video, text_features=...)`` for every batch; None for a model without it (a fixed
     classifier head). The model is expected on ``device`` and in eval mode."""
-    encode_text = getattr(unwrap_model(model), "encode_text", None)
-    if not callable(encode_text):
+    net = unwrap_model(model)
+    if not isinstance(net, TextEncoder):
         return None
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        return encode_text()
+        return net.encode_text()
 
 
 @torch.no_grad()

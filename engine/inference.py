@@ -33,6 +33,7 @@ from .build import build_model_without_init, check_checkpoint_classes, config_cl
 from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, ensure_writable_dir, \
     extract_state_dict, load_model_weights, safe_load
 from .config import ConfigError
+from .contract import TimmFeatures, VideoEncoder, Visualizable
 from .evaluation import view_probabilities
 from .registry import model_family
 
@@ -337,10 +338,9 @@ def clip_features(model: nn.Module, clips: torch.Tensor) -> torch.Tensor:
     it (embeddings of a model that scores videos against text), else timm's
     ``forward_head(forward_features(x), pre_logits=True)`` (the pooled features)."""
     net = unwrap_model(model)
-    if callable(getattr(net, "encode_video", None)):
+    if isinstance(net, VideoEncoder):
         return net.encode_video(clips)
-    if callable(getattr(net, "forward_features", None)) and \
-            callable(getattr(net, "forward_head", None)):
+    if isinstance(net, TimmFeatures):
         return net.forward_head(net.forward_features(clips), pre_logits=True)
     raise TypeError(f"{type(net).__name__} has neither encode_video nor forward_features + "
                     f"forward_head(pre_logits=True): its features cannot be extracted")
@@ -372,11 +372,10 @@ def visual_taps(cfg, model: nn.Module, method: str, stage: int | None = None) ->
     from the model family (``visual_taps``). ValueError when the family has none for
     ``method`` or ``stage``."""
     family = model_family(cfg.MODEL.TYPE)
-    taps = getattr(family, "visual_taps", None)
-    if not callable(taps):
+    if not isinstance(family, Visualizable):
         raise ValueError(f"MODEL.TYPE {cfg.MODEL.TYPE}: its model family ({family.name}) names "
                          f"no modules to visualise")
-    return taps(unwrap_model(model), method, stage)
+    return family.visual_taps(unwrap_model(model), method, stage)
 
 
 @contextlib.contextmanager

@@ -3,36 +3,9 @@
 A model package describes itself with one object (its ``FAMILY``) and never imports the engine;
 the engine finds the installed families through the ``video_recognition.models`` entry points of
 the installed distributions (``setup.py``), and a test or a user can add one at run time with
-``register_model_family``. The engine asks the family for everything model-specific:
-
-========================  ==========================================================================
-``name``                  package name, e.g. ``"video_focalnet"``
-``model_types``           the ``MODEL.TYPE`` values it builds (first one = canonical)
-``add_config(cfg)``       adds its keys (with defaults) to the config tree, e.g. ``MODEL.FOCAL``
-``validate(cfg)``         raises ``ValueError("key MODEL.X: what is wrong and what to do")``
-``build(cfg, names)``     the model for a config and its class names (None: not needed/known)
-``normalization(cfg)``    ``(mean, std)`` on 0..1 RGB that the model was trained with
-``input_pipeline(cfg)``   ``{config key: value}``: the model's own input pipeline (decoder, sampling,
-                          resize rounding, test resize and crops, augmentation order), which
-                          ``load_cfg`` applies to every such key a config does not set itself
-``example_input(cfg, batch_size)``  a float video (B, T, C, H, W) for FLOP counts and benchmarks
-``benchmark_models(name, **kw)``    ``{"model": nn.Module, "input": tensor}`` for a timm-style
-                          variant name (``video_focalnet_tiny``, ``vita_clip_b16``)
-``benchmark_names``       the variant names ``benchmark_models`` accepts
-``visual_taps(model, method, stage)``  optional: ``{name: (module, to_maps)}``, the modules whose
-                          forward output a visualisation hooks (``method`` modulator | gradcam;
-                          ``stage`` None = the last); ``to_maps(output)`` -> (B*T, h, w, C)
-========================  ==========================================================================
-
-Optional attributes, used when present:
-
-========================  ==========================================================================
-``weight_keys``           config keys holding weight files; the engine resolves model-zoo names
-                          in them to cached files before ``build`` (engine/zoo.py)
-``released_weights``      the package's released files (``common.weights.Weights``), declared
-                          beside the model; the model zoo (engine/zoo.py) serves them by name
-``designs``, ``design_of(cfg)``  the design options a benchmark / FLOP table can vary
-========================  ==========================================================================
+``register_model_family``. What a family must have, and the optional capabilities of families and
+models, are the typed protocols of ``engine/contract.py`` (``ModelFamily``, ``ReleasesWeights``,
+``Benchmarkable``, ``Visualizable``, ``HasDesigns``); ``docs/architecture.md`` describes them.
 
 With ``EVAL_MODE`` set, ``build`` reads no weight file: the weights come from a checkpoint.
 
@@ -43,6 +16,8 @@ from __future__ import annotations
 import logging
 from importlib import metadata
 
+from .contract import Benchmarkable, ModelFamily, missing_members
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ENTRY_POINT_GROUP", "register_model_family", "model_family", "model_families",
@@ -50,17 +25,17 @@ __all__ = ["ENTRY_POINT_GROUP", "register_model_family", "model_family", "model_
 
 ENTRY_POINT_GROUP = "video_recognition.models"
 
-_FAMILIES: dict[str, object] = {}  # family.name -> family
-_BY_TYPE: dict[str, object] = {}  # MODEL.TYPE -> family
+_FAMILIES: dict[str, ModelFamily] = {}  # family.name -> family
+_BY_TYPE: dict[str, ModelFamily] = {}  # MODEL.TYPE -> family
 _discovered = False
 
 
 def register_model_family(family) -> None:
     """Make a family's MODEL.TYPE names buildable (idempotent for the same family object)."""
-    for attr in ("name", "model_types", "add_config", "validate", "build", "normalization",
-                 "input_pipeline", "example_input"):
-        if not hasattr(family, attr):
-            raise TypeError(f"model family {family!r} has no {attr!r}; see engine/registry.py")
+    missing = missing_members(family, ModelFamily)
+    if missing:
+        raise TypeError(f"model family {family!r} has no {', '.join(map(repr, missing))}; see "
+                        f"engine/contract.py (ModelFamily)")
     old = _FAMILIES.get(family.name)
     if old is not None and old is not family:
         for model_type in old.model_types:
@@ -119,8 +94,9 @@ def model_family(model_type: str):
 
 def family_for_variant(name: str):
     """The family whose ``benchmark_names`` include a timm-style variant name."""
-    for family in model_families():
-        if name in getattr(family, "benchmark_names", ()):
+    measurable = [f for f in model_families() if isinstance(f, Benchmarkable)]
+    for family in measurable:
+        if name in family.benchmark_names:
             return family
-    known = sorted(n for f in model_families() for n in getattr(f, "benchmark_names", ()))
+    known = sorted(n for f in measurable for n in f.benchmark_names)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(known)}")

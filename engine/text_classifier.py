@@ -25,6 +25,8 @@ import torch
 from common.fileio import atomic_torch_save
 from common.safe_load import safe_torch_load
 
+from .contract import TextEncoder
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["zero_shot_classifier", "text_cache_key", "CACHE_VERSION"]
@@ -41,14 +43,11 @@ def _hash_tensor(digest, name: str, tensor: torch.Tensor) -> None:
 def text_cache_key(model, class_names: Sequence[str]) -> str:
     """Hex sha256 identifying what ``model.encode_text(class_names)`` returns."""
     class_names = [str(n) for n in class_names]
-    if hasattr(model, "text_state_dict"):
-        tensors = model.text_state_dict(class_names)
-    else:
-        tensors = model.state_dict()
+    tensors = model.text_state_dict(class_names)
     digest = hashlib.sha256()
     digest.update(json.dumps({
         "version": CACHE_VERSION, "model": type(model).__qualname__,
-        "class_names": class_names, "config": getattr(model, "text_config", None),
+        "class_names": class_names, "config": model.text_config,
     }, sort_keys=True).encode())
     for name, tensor in sorted(tensors.items()):
         _hash_tensor(digest, name, tensor)
@@ -79,7 +78,7 @@ def zero_shot_classifier(model, class_names: Sequence[str],
     class_names = [str(n) for n in class_names]
     if not class_names:
         raise ValueError("zero_shot_classifier needs at least one class name")
-    if not callable(getattr(model, "encode_text", None)):
+    if not isinstance(model, TextEncoder):
         raise ValueError(f"{type(model).__name__} has no encode_text(class_names): it cannot "
                          f"classify by class names")
     param = next(model.parameters())

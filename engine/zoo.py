@@ -30,6 +30,7 @@ import urllib.parse
 
 from common.weights import DEFAULT_DIR, Weights, weights_dir
 
+from .contract import ReleasesWeights
 from .download import ChecksumError, DownloadError, copy_file, fetch_url, move_aside, \
     sha256_of
 from .registry import model_families
@@ -64,7 +65,7 @@ def entries() -> dict[str, Weights]:
     new = sorted((f for f in families if f.name not in _FAMILIES_READ), key=lambda f: f.name)
     _FAMILIES_READ.update(f.name for f in new)
     for family in new:
-        for entry in getattr(family, "released_weights", ()):
+        for entry in family.released_weights if isinstance(family, ReleasesWeights) else ():
             register_weights(entry)
     return _ENTRIES
 

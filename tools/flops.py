@@ -33,10 +33,11 @@ def rows_for_registry(models: list[str], designs: list[str] | None, frames: int,
     import torch
 
     from engine.build import count_parameters
+    from engine.contract import HasDesigns
     from engine.flops import count_gflops
     from engine.registry import family_for_variant, model_families
 
-    known_designs = {d for f in model_families() for d in getattr(f, "designs", ())}
+    known_designs = {d for f in model_families() if isinstance(f, HasDesigns) for d in f.designs}
     unknown = sorted(set(designs or ()) - known_designs)
     if unknown:
         raise UsageError(f"--designs: unknown {unknown}; choose from "
@@ -47,7 +48,7 @@ def rows_for_registry(models: list[str], designs: list[str] | None, frames: int,
             family = family_for_variant(name)
         except KeyError as err:
             raise UsageError(f"--models: {err.args[0]}") from None
-        family_designs = tuple(getattr(family, "designs", ()))
+        family_designs = tuple(family.designs) if isinstance(family, HasDesigns) else ()
         chosen = [d for d in (designs or family_designs) if d in family_designs]
         for design in chosen or [None]:
             options = {"num_frames": frames, "img_size": size, "num_classes": num_classes}
@@ -111,6 +112,7 @@ def parse_args(argv=None):
 def run(args) -> None:
     import torch
 
+    from engine.contract import Benchmarkable
     from engine.registry import model_families
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -118,7 +120,8 @@ def run(args) -> None:
         rows = [row_for_cfg(args.cfg, args.opts, args.elementwise)]
     else:
         models = [m for m in args.models.split(",") if m] or [
-            name for family in model_families() for name in getattr(family, "benchmark_names", ())]
+            name for family in model_families() if isinstance(family, Benchmarkable)
+            for name in family.benchmark_names]
         designs = [d for d in args.designs.split(",") if d] or None
         rows = rows_for_registry(models, designs, args.num_frames, args.img_size, args.views,
                                  args.num_classes, args.elementwise)

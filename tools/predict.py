@@ -102,6 +102,7 @@ def _window_lines(windows: list[dict], shown: int = 3) -> list[str]:
 def _text_features(args, cfg, model, device, amp):
     """(text features or None, names or None): --labels through the text-feature cache, or the
     model's own class features as in evaluation (None for a classifier head)."""
+    from engine.contract import TextEncoder
     from engine.evaluation import class_text_features
     from engine.inference import parse_labels
     from engine.text_classifier import zero_shot_classifier
@@ -114,7 +115,7 @@ def _text_features(args, cfg, model, device, amp):
                          f"the text: --checkpoint CKPT.pth --cfg CFG --runtime "
                          f"{model.runtime} (the exported {args.checkpoint} has its own classes "
                          f"built in)")
-    if not callable(getattr(text_model, "encode_text", None)):
+    if not isinstance(text_model, TextEncoder):
         raise UsageError(f"--labels needs a model that scores videos against text (one with "
                          f"encode_text, e.g. MODEL.TYPE vita_clip); the {cfg.MODEL.TYPE} model "
                          f"of --cfg {args.cfg} predicts only the classes it was trained on: "

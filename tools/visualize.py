@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> None:
     from common.fileio import atomic_path
     from engine.build import amp_dtype
     from engine.config import load_cfg
+    from engine.contract import TextEncoder
     from engine.distributed import resolve_device
     from engine.evaluation import class_text_features
     from engine.inference import (grad_cam, load_trained_model, modulator_maps, output_names,
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
     positions = datasets.eval_frame_indices(cfg, count).tolist()
 
     # --stage counts stages of Video-FocalNet, vision blocks of a model with a text side
-    unit = "vision block" if callable(getattr(model, "encode_text", None)) else "stage"
+    unit = "vision block" if isinstance(model, TextEncoder) else "stage"
     stage = f"the last {unit}" if args.stage is None else f"{unit} {args.stage}"
     if args.method == "modulator":
         maps, probs = modulator_maps(model, clip, taps, kwargs)

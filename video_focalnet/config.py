@@ -11,6 +11,8 @@ import logging
 
 from yacs.config import CfgNode as CN
 
+from common.errors import ConfigValueError
+
 from .model import VARIANTS
 from .modulation import ST_DESIGNS
 
@@ -57,18 +59,18 @@ def add_focal_config(cfg: CN) -> None:
 
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
-        raise ValueError(f"key {key}: {message}")
+        raise ConfigValueError(key, message)
 
 
 def validate_focal_config(cfg: CN) -> None:
-    """Raise ``ValueError("key MODEL.FOCAL.X: what is wrong; what to do")`` for a config that
+    """Raise ``ConfigValueError("MODEL.FOCAL.X", "what is wrong; what to do")`` for a config that
     cannot build a Video-FocalNet."""
     f = cfg.MODEL.FOCAL
     if f.ST_DESIGN not in ST_DESIGNS:
         close = difflib.get_close_matches(str(f.ST_DESIGN), ST_DESIGNS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"key MODEL.FOCAL.ST_DESIGN: unknown value {f.ST_DESIGN!r}; choose one "
-                         f"of {', '.join(ST_DESIGNS)}.{hint}")
+        raise ConfigValueError("MODEL.FOCAL.ST_DESIGN", f"unknown value {f.ST_DESIGN!r}; choose "
+                               f"one of {', '.join(ST_DESIGNS)}.{hint}")
     ts = cfg.MODEL.TUBELET_SIZE
     _require(ts >= 1, "MODEL.TUBELET_SIZE", f"must be a positive number, got {ts}")
     _require(cfg.DATA.NUM_FRAMES % ts == 0, "DATA.NUM_FRAMES",

@@ -10,6 +10,7 @@ import logging
 import timm
 import torch
 
+from common.errors import ConfigValueError
 from common.safe_load import CheckpointError, with_prefix
 
 from .checkpoint import load_pretrained
@@ -39,7 +40,7 @@ def build_model(cfg) -> VideoFocalNet:
         except CheckpointError as err:  # unreadable or unsafe: the one wording, the key named
             raise with_prefix(err, "key TRAIN.PRETRAINED_PATH: ") from err
         except (ValueError, RuntimeError) as err:  # another model's weights: name the key
-            raise ValueError(f"key TRAIN.PRETRAINED_PATH: {err}") from err
+            raise ConfigValueError("TRAIN.PRETRAINED_PATH", str(err)) from err
         except FileNotFoundError as err:
             raise FileNotFoundError(f"TRAIN.PRETRAINED_PATH: {err}") from None
     return model
@@ -62,18 +63,12 @@ class VideoFocalNetFamily:
         add_focal_config(cfg)
 
     def validate(self, cfg) -> None:
-        """ValueError("key MODEL.FOCAL.X: ...") for a config the model cannot be built from."""
+        """ConfigValueError("MODEL.FOCAL.X", ...) for a config the model cannot be built from."""
         validate_focal_config(cfg)
 
     def build(self, cfg, class_names=None) -> VideoFocalNet:
-        """The model of ``cfg``. The head only needs the class count; ``class_names`` (when
-        known) must agree with it."""
-        classes = cfg.MODEL.NUM_CLASSES
-        if class_names is not None and classes > 0 and len(class_names) != classes:
-            raise ValueError(
-                f"key MODEL.NUM_CLASSES: the head has {classes} outputs but the class list has "
-                f"{len(class_names)} names (DATA.LABEL_LIST or the dataset's bundled list); set "
-                f"MODEL.NUM_CLASSES {len(class_names)}")
+        """The model of ``cfg``. The head only needs MODEL.NUM_CLASSES; the engine checks it
+        against the config's class list (engine.build.check_class_count)."""
         return build_model(cfg)
 
     def design_of(self, cfg) -> str:

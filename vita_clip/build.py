@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch
 from timm.models import register_model
 
+from common.errors import ConfigValueError
 from common.safe_load import CheckpointError, with_prefix
 
 from .config import model_kwargs_from_cfg, uses_precomputed_text
@@ -29,35 +30,36 @@ def build_model(cfg, class_names: Optional[Sequence[str]] = None) -> VitaCLIP:
     reference. CLIP weights come from MODEL.VITA.BACKBONE_PATH when set, unless EVAL_MODE says a
     checkpoint holding every weight is loaded afterwards.
 
-    Raises ValueError("key ...: ...") for what the config or the names cannot give.
+    Raises ConfigValueError(key, ...) for what the config or the names cannot give, and the
+    CheckpointError of common.safe_load (the key in front) for a weight file it cannot read.
     """
     kwargs = model_kwargs_from_cfg(cfg)
     vita = cfg.MODEL.VITA
     precomputed = uses_precomputed_text(cfg)
     if not precomputed and not class_names:
-        raise ValueError("key DATA.LABEL_LIST: Vita-CLIP builds its classifier from class names; "
-                         "give a file with one name per line (or the `id,name` CSV), or use a "
+        raise ConfigValueError("DATA.LABEL_LIST", "Vita-CLIP builds its classifier from class "
+                               "names; give a file with one name per line (or the `id,name` CSV), or use a "
                          "DATA.DATASET with a bundled class list")
     backbone = "" if cfg.EVAL_MODE else vita.BACKBONE_PATH
     features = vita.ZEROSHOT_TEXT_FEATURES_PATH if precomputed else None
     for key, path in (("MODEL.VITA.BACKBONE_PATH", backbone),
                       ("MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH", features)):
         if path and not os.path.isfile(path):
-            raise ValueError(f"key {key}: file not found: {path}")
+            raise ConfigValueError(key, f"file not found: {path}")
     if features:  # read here so that an unusable file is reported under its own key
         try:
             features = load_text_features(features)
         except CheckpointError as err:
             raise with_prefix(err, "key MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH: ") from err
         except ValueError as err:
-            raise ValueError(f"key MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH: {err}") from err
+            raise ConfigValueError("MODEL.VITA.ZEROSHOT_TEXT_FEATURES_PATH", str(err)) from err
     try:
         model = VitaCLIP(class_names=class_names or (), backbone=backbone or None,
                          zeroshot_text_features=features, **kwargs)
     except CheckpointError as err:  # unreadable or unsafe: the one wording, the key named
         raise with_prefix(err, "key MODEL.VITA.BACKBONE_PATH: ") from err
     except BackboneError as err:  # weights of another model: name the key
-        raise ValueError(f"key MODEL.VITA.BACKBONE_PATH: {err}") from err
+        raise ConfigValueError("MODEL.VITA.BACKBONE_PATH", str(err)) from err
     if cfg.TRAIN.USE_CHECKPOINT:
         model.set_grad_checkpointing(True)
     trainable, total = model.parameter_counts()

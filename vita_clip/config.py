@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from common.errors import ConfigValueError
+
 __all__ = ["add_vita_config", "validate_vita_config", "model_kwargs_from_cfg",
            "uses_precomputed_text", "CONSTRUCTOR_ARGS", "PROMPT_POSITIONS", "INPUT_PIPELINE"]
 
@@ -74,7 +76,7 @@ def uses_precomputed_text(cfg) -> bool:
 
 
 def validate_vita_config(cfg) -> None:
-    """Raise ValueError("key MODEL.VITA.X: what is wrong; what to do") for a config the model
+    """Raise ConfigValueError("MODEL.VITA.X", "what is wrong; what to do") for a config the model
     cannot be built from (the engine adds where the value came from)."""
     v = cfg.MODEL.VITA
     patch = list(v.PATCH_SIZE)
@@ -104,7 +106,7 @@ def validate_vita_config(cfg) -> None:
     ]
     for ok, key, message in checks:
         if not ok:
-            raise ValueError(f"key {key}: {message}")
+            raise ConfigValueError(key, message)
 
 
 def model_kwargs_from_cfg(cfg) -> dict:

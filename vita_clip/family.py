@@ -34,7 +34,7 @@ class VitaCLIPFamily:
         add_vita_config(cfg)
 
     def validate(self, cfg) -> None:
-        """ValueError("key MODEL.VITA.X: ...") for a config the model cannot be built from."""
+        """ConfigValueError("MODEL.VITA.X", ...) for a config the model cannot be built from."""
         validate_vita_config(cfg)
 
     def build(self, cfg, class_names=None):

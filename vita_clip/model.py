@@ -136,9 +136,11 @@ class VitaCLIP(nn.Module):
         return report
 
     def no_weight_decay(self):
-        """Parameter names usually kept out of weight decay (prompts, time embedding,
-        logit scale); the reference decayed everything, the engine decides."""
-        names = {"logit_scale", "visual.time_embed", "visual.cls_token", "visual.pos_embed"}
+        """Parameter names kept out of weight decay: prompts, learned text contexts, positional
+        and time embeddings, the class token, the logit scale (the reference decayed everything;
+        TRAIN.OPTIMIZER.SKIP_DECAY decides whether this list is used)."""
+        names = {"logit_scale", "visual.time_embed", "visual.cls_token", "visual.pos_embed",
+                 "textual.positional_embedding"}
         for name, _ in self.named_parameters():
             if "prompts" in name or name.endswith("prompt_learner.ctx"):
                 names.add(name)

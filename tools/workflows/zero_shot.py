@@ -43,6 +43,7 @@ from engine.build import amp_dtype, build_model_without_init
 from engine.checkpoint import (checkpoint_to_cfg_yaml, extract_state_dict, load_model_weights,
                                safe_load)
 from engine.config import ConfigError, merge_opts, validate_cfg
+from engine.contract import TextEncoder
 from engine.evaluation import check_before_work, evaluate
 from engine.logging import setup_logging
 from engine.text_classifier import zero_shot_classifier
@@ -283,13 +284,13 @@ def build_zero_shot_model(cfg, checkpoint: str, protocol: str):
     # learned class-specific context is never applied to classes it was not trained for.
     placeholders = [f"training class {i}" for i in range(max(1, cfg.MODEL.NUM_CLASSES))]
     model = build_model_without_init(cfg, names or placeholders)
-    if not callable(getattr(model, "encode_text", None)):
+    if not isinstance(model, TextEncoder):
         raise ConfigError(f"key MODEL.TYPE: {cfg.MODEL.TYPE} has no text encoder "
-                          f"(model.encode_text); zero-shot evaluation needs a model that scores "
-                          f"videos against class names, e.g. vita_clip")
+                          f"(engine.contract.TextEncoder); zero-shot evaluation needs a model that "
+                          f"scores videos against class names, e.g. vita_clip",
+                          key="MODEL.TYPE")
     # the checkpoint's class-dependent text tensors decide how many training classes there were
-    count_in = getattr(model, "num_classes_in", None)
-    count = count_in(state) if callable(count_in) else None
+    count = model.num_classes_in(state)
     if count is not None and (names is None or count != len(names)):
         if names is not None:
             logger.warning("%s holds text tensors of %d classes but the training class list has "
@@ -383,15 +384,13 @@ def run_zero_shot(cfg, checkpoint: str, protocol: str, user_opts: Sequence = (),
     setup_logging(cfg.OUTPUT, dist_info.rank)
     model = build_zero_shot_model(cfg, checkpoint, protocol).to(dist_info.device)
     cache_dir = cache_dir or default_text_cache_dir(cfg)
-    prompt_mode = getattr(model, "text_prompt_mode", None)
     rows, modes = [], set()
     for spec in specs:
         scfg = split_cfg(cfg, spec, user_opts)
         loader, class_names = split_loader(scfg, spec)
         listed = listed_videos(scfg, spec.dataset_split)
         features = _split_classifier(model, class_names, cache_dir, dist_info.is_main)
-        if callable(prompt_mode):
-            modes.add(prompt_mode(class_names))
+        modes.add(model.text_prompt_mode(class_names))
         if dist_info.is_main:
             found = "" if listed is None else \
                 f" ({listed - len(loader.dataset)} of {listed} listed videos missing locally)"

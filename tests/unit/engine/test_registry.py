@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 from yacs.config import CfgNode as CN
 
+from common.errors import ConfigValueError
+
 
 class ToyNet(nn.Module):
     """(B, T, C, H, W) video -> (B, classes): pooled colour, one hidden layer, frame mean."""
@@ -38,6 +40,9 @@ class ToyNet(nn.Module):
     def forward(self, video):
         x = self.proj(video.mean(dim=(3, 4))).relu()
         return self.head(x.mean(dim=1))
+
+    def no_weight_decay(self):
+        return {"proj.weight"}  # the model names its parameters; the engine names none
 
 
 class ToyFamily:
@@ -54,7 +59,7 @@ class ToyFamily:
 
     def validate(self, cfg):
         if cfg.MODEL.TOY.WIDTH < 1:
-            raise ValueError(f"key MODEL.TOY.WIDTH: {cfg.MODEL.TOY.WIDTH} must be >= 1; use 8")
+            raise ConfigValueError("MODEL.TOY.WIDTH", f"{cfg.MODEL.TOY.WIDTH} must be >= 1; use 8")
 
     def build(self, cfg, class_names=None):
         self.built_with.append((class_names, bool(cfg.EVAL_MODE)))
@@ -140,6 +145,9 @@ def test_a_third_model_and_a_new_layout_train_and_evaluate(tmp_path, isolated_re
     _write_toy_package(tmp_path / "pkgs")
     from toymodel.family import FAMILY  # noqa: E402 (written just above)
 
+    from engine.contract import Benchmarkable, HasDesigns, ModelFamily
+    assert isinstance(FAMILY, ModelFamily) and isinstance(FAMILY, Benchmarkable)
+    assert not isinstance(FAMILY, HasDesigns)
     registry.register_model_family(FAMILY)
     videos = _write_frame_videos(tmp_path / "data")
     datasets.register_layout("toy_frames",
@@ -151,8 +159,15 @@ def test_a_third_model_and_a_new_layout_train_and_evaluate(tmp_path, isolated_re
     cfg = load_cfg(None, _toy_opts(tmp_path / "data", tmp_path / "run"))
     assert cfg.MODEL.TOY.WIDTH == 4  # the family's key, added by its add_config
     assert tuple(cfg.DATA.MEAN) == (0.5, 0.5, 0.5) and tuple(cfg.DATA.STD) == (0.25,) * 3
-    with pytest.raises(ConfigError, match="MODEL.TOY.WIDTH"):  # the family's own validation
+    with pytest.raises(ConfigError) as err:  # the family's own validation, with its key
         load_cfg(None, _toy_opts(tmp_path / "data", tmp_path / "x", **{"MODEL.TOY.WIDTH": 0}))
+    assert err.value.key == "MODEL.TOY.WIDTH"
+    assert str(err.value) == "--opts: key MODEL.TOY.WIDTH: 0 must be >= 1; use 8"
+    from engine.build import build_model, param_groups
+    groups = param_groups(cfg, build_model(cfg))  # weight decay: what the model names
+    assert [(g["names"], g["weight_decay"]) for g in groups] == [
+        (["head.weight"], cfg.TRAIN.WEIGHT_DECAY),
+        (["proj.weight", "proj.bias", "head.bias"], 0.0)]
 
     try:
         summary = train(cfg)
@@ -187,3 +202,20 @@ def test_a_third_model_and_a_new_layout_train_and_evaluate(tmp_path, isolated_re
     assert "toy_net" not in registry.model_types()
     assert "toy_frames" not in datasets.layout_names()
     assert "TOY" not in load_cfg(None, []).MODEL
+
+
+def test_a_family_without_a_required_member_is_refused(isolated_registries):
+    class Incomplete:
+        name, model_types = "incomplete", ("incomplete",)
+
+        def add_config(self, cfg):
+            pass
+
+        def build(self, cfg, class_names=None):
+            return None
+
+    with pytest.raises(TypeError, match=r"has no 'example_input', 'input_pipeline', 'normalization', "
+                                        r"'validate'; "
+                                        r"see engine/contract.py"):
+        registry.register_model_family(Incomplete())
+    assert "incomplete" not in registry.model_types()
