@@ -104,7 +104,7 @@ def _text_features(args, cfg, model, device, amp):
     model's own class features as in evaluation (None for a classifier head)."""
     from engine.contract import TextEncoder
     from engine.evaluation import class_text_features
-    from engine.inference import parse_labels
+    from tools._inputs import parse_labels
     from engine.text_classifier import zero_shot_classifier
     if not args.labels:
         return class_text_features(model, device, amp), None
@@ -138,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     from engine.distributed import resolve_device
     from engine.guards import (NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs,
                                same_path)
-    from engine.inference import (collect_videos, decode_failure, output_names, predict_spans,
-                                  video_spans, writable_folder)
+    from engine.inference import output_names, predict_spans, video_spans
     from engine.runtime import inference_cfg, load_inference_model
+    from tools._inputs import collect_videos, decode_failure, writable_folder
 
     _check_args(args)
     cfg = inference_cfg(args.cfg, args.checkpoint, args.opts)
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         if folder:  # before any work, not after the last video
             writable_folder(folder, flag)
     if args.labels:  # a mistyped class file is an error before the model loads
-        from engine.inference import parse_labels
+        from tools._inputs import parse_labels
         parse_labels(args.labels)
     checkpoint = args.checkpoint
     device = resolve_device(cfg)

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> None:
     from engine.distributed import resolve_device
     from engine.evaluation import class_text_features
     from engine.inference import (grad_cam, load_trained_model, modulator_maps, output_names,
-                                  span_views, visual_taps, writable_folder)
+                                  span_views, visual_taps)
+    from tools._inputs import writable_folder
     from tools._render import denormalize, gif, grid_png, heat_overlay
 
     if args.method == "modulator" and args.target is not None:

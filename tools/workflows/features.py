@@ -38,9 +38,9 @@ from engine import distributed as du
 from engine.build import amp_dtype
 from engine.config import ConfigError
 from engine.guards import NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs
-from engine.inference import (collect_videos, decode_failure, feature_spans, video_spans,
-                              writable_folder)
+from engine.inference import feature_spans, video_spans
 from engine.logging import config_hash, setup_logging
+from tools._inputs import collect_videos, decode_failure, writable_folder
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""engine/inference.py helpers: time windows, input collection, label parsing, and the views of
-a window being evaluation's views of that span."""
+"""engine/inference.py helpers: time windows, and the views of a window being evaluation's views
+of that span."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,8 @@ import torch
 
 import datasets
 from datasets.synthetic import draw_params, encode_mp4, render_clip
-from engine.config import ConfigError, get_cfg
-from engine.inference import collect_videos, parse_labels, span_views, time_windows
+from engine.config import get_cfg
+from engine.inference import span_views, time_windows
 
 
 def test_time_windows():
@@ -25,33 +25,6 @@ def test_time_windows():
     assert len(hour) == 7199 and hour[7000][0] == 87500  # 3500 s in, not 3360 s
     with pytest.raises(ValueError):
         time_windows(10, 25.0, 0.0, 1.0)
-
-
-def test_collect_videos(tmp_path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/b/z.mp4", "a/y.MKV", "a/notes.txt", "x.avi"):
-        (tmp_path / name).write_bytes(b"")
-    listing = tmp_path / "list.csv"
-    listing.write_text("# comment\nx.avi,3\n/abs/path/v.mp4 7\nsome dir/with space.mp4\n")
-    found = collect_videos([str(tmp_path / "a"), str(listing), str(tmp_path / "x.avi")])
-    assert found == [str(tmp_path / "a" / "y.MKV"), str(tmp_path / "a" / "b" / "z.mp4"),
-                     str(tmp_path / "x.avi"), "/abs/path/v.mp4",
-                     str(tmp_path / "some dir" / "with space.mp4")]  # no repeats
-    with pytest.raises(FileNotFoundError, match="missing.mp4 does not exist"):
-        collect_videos([str(tmp_path / "missing.mp4")])
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="holds no videos"):
-        collect_videos([str(tmp_path / "empty")], what="--input")
-
-
-def test_parse_labels(tmp_path):
-    assert parse_labels(" archery, bowling ,juggling ") == ["archery", "bowling", "juggling"]
-    (tmp_path / "names.txt").write_text("playing guitar\n\nsurfing\n")
-    assert parse_labels(str(tmp_path / "names.txt")) == ["playing guitar", "surfing"]
-    with pytest.raises(ConfigError, match="twice"):
-        parse_labels("a,b,a")
-    with pytest.raises(ConfigError, match="no class names"):
-        parse_labels(" , ")
 
 
 def test_window_views_are_evaluation_views_of_the_span(tmp_path):
