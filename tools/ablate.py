@@ -4,7 +4,8 @@
         --output output/ablation_x [--nproc N] [--opts KEY VALUE ...]
 
 Resumable: re-running skips finished variants and resumes an interrupted one. Writes
-OUTPUT/ablation.md, ablation.csv and ablation.png (see tools/workflows/ablation.py).
+OUTPUT/ablation.md, ablation.csv and ablation.png (ablation files: tools/workflows/ablation.py;
+the runner: tools/workflows/experiments.py).
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def parse_args(argv=None):
 
 
 def run(args) -> int:
-    from tools.workflows.ablation import (VariantRunError, load_ablation, rows_markdown,
-                                          run_experiments)
+    from tools.workflows.ablation import load_ablation
+    from tools.workflows.experiments import VariantRunError, rows_markdown, run_experiments
     if args.nproc < 1:
         raise UsageError("--nproc must be >= 1")
     variants = load_ablation(args.ablation, args.cfg, args.opts)

@@ -85,7 +85,7 @@ def summary_table(rows: list[dict]) -> str:
 def run(args) -> None:
     from common.fileio import atomic_write_text
     from engine.config import load_cfg
-    from tools.workflows.ablation import Variant, rows_csv, run_experiments
+    from tools.workflows.experiments import Variant, rows_csv, run_experiments
 
     if args.threads > 0:
         import torch

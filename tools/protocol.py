@@ -48,7 +48,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> int:
-    from tools.workflows.ablation import VariantRunError
+    from tools.workflows.experiments import VariantRunError
     from tools.workflows.protocols import run_base2novel, run_few_shot
     if args.nproc < 1:
         raise UsageError("--nproc must be >= 1")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import tools.workflows.ablation as experiments
+import tools.workflows.experiments as experiments
 from engine.config import ConfigError, get_cfg, merge_opts
-from tools.workflows.ablation import ROW_COLUMNS, load_ablation, opts_to_cli
+from tools.workflows.ablation import load_ablation
+from tools.workflows.experiments import ROW_COLUMNS, opts_to_cli
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_BASE = REPO / "configs" / "demo" / "base.yaml"

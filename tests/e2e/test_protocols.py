@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import datasets
-import tools.workflows.ablation as ablation
+import tools.workflows.experiments as experiments
 from datasets.synthetic import draw_params, encode_mp4, render_clip
 from engine.config import ConfigError, load_cfg
 from tools.workflows.protocols import (BASE2NOVEL_DATASETS, FEW_SHOT_DATASETS,
@@ -167,8 +167,8 @@ def test_few_shot_end_to_end_on_a_generated_hmdb51(tmp_path, monkeypatch, capsys
     protocols, root, facts = _hmdb_few_shot_copy(tmp_path)
     out = tmp_path / "few_shot"
     trained = []
-    real_train = ablation._train_in_process
-    monkeypatch.setattr(ablation, "_train_in_process",
+    real_train = experiments._train_in_process
+    monkeypatch.setattr(experiments, "_train_in_process",
                         lambda cfg: (trained.append(cfg.OUTPUT), real_train(cfg))[1])
     argv = ["--protocol", "few_shot", "--cfg", str(tiny_config(tmp_path, "few_shot/hmdb51.yaml")),
             "--output", str(out), "--protocols-dir", str(protocols), "--opts", "DATA.ROOT",

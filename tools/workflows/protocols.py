@@ -10,7 +10,7 @@
   on the novel classes' list. One table: base, novel and their harmonic mean per training set and
   averaged over the three.
 
-Each training run is a variant of the ablation runner (``tools.workflows.ablation.run_variant``):
+Each training run is a variant of the experiment runner (``tools.workflows.experiments.run_variant``):
 ``<output>/<name>/`` holds it, a finished run is skipped and an interrupted one resumes when the
 command is run again. What defines the protocol is set per run and wins over the config and
 ``--opts``: DATA.TRAIN_FILE (and, base-to-novel, VAL_FILE / TEST_FILE), DATA.LABEL_LIST,
@@ -33,8 +33,8 @@ from typing import Callable, Sequence
 import datasets
 from common.fileio import atomic_write_bytes, atomic_write_text
 from engine.config import ConfigError, load_cfg
-from tools.workflows.ablation import (Variant, VariantRunError, _torchrun, run_variant,
-                                      variant_cfg, variant_cli_opts)
+from tools.workflows.experiments import (Variant, VariantRunError, run_tool_with_torchrun,
+                                         run_variant, variant_cfg, variant_cli_opts)
 from tools.workflows.zero_shot import RESULTS_FILE, listed_videos, run_zero_shot
 
 logger = logging.getLogger(__name__)
@@ -275,8 +275,8 @@ def _novel_eval(variant: Variant, novel_opts: dict, cfg_file: str | None, output
     log(f"[{variant.name}] novel classes: {checkpoint.name} scored against the novel class "
         f"names ({cfg.TEST.NUM_CLIP} clips x {cfg.TEST.NUM_CROP} crops per video)")
     if nproc > 1:
-        _torchrun("zero_shot.py", novel.cfg or cfg_file, opts, nproc,
-                  ["--checkpoint", str(checkpoint), "--protocol", "custom"], log=log)
+        run_tool_with_torchrun("zero_shot.py", novel.cfg or cfg_file, opts, nproc,
+                               ["--checkpoint", str(checkpoint), "--protocol", "custom"], log=log)
         summary = json.loads(results_path.read_text())
     else:
         summary = run_zero_shot(cfg, str(checkpoint), "custom", user_opts=opts, log=log)
