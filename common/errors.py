@@ -1,4 +1,6 @@
-"""The error a package raises for a config value it cannot use, carrying the key.
+"""Config errors, carrying the key: what a package raises for a value it cannot use
+(``ConfigValueError``), and what the engine reports (``ConfigError``, re-exported by
+``engine.config``).
 
 Model packages validate their own keys (``family.validate``, ``family.build``) without importing
 the engine; they raise ``ConfigValueError(key, problem)``. The engine reads ``err.key`` (to say
@@ -6,7 +8,7 @@ which file, ``--opts`` pair or ablation variant set it) instead of parsing the m
 """
 from __future__ import annotations
 
-__all__ = ["ConfigValueError"]
+__all__ = ["ConfigValueError", "ConfigError"]
 
 
 class ConfigValueError(ValueError):
@@ -20,3 +22,15 @@ class ConfigValueError(ValueError):
 
     def __reduce__(self):  # picklable (distributed workers send errors across processes)
         return type(self), (self.key, self.problem)
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used; the message says where and what to do.
+    ``key``: the dotted key at fault, when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+    def __reduce__(self):
+        return type(self), (str(self), self.key)
