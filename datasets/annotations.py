@@ -116,9 +116,13 @@ def _parse_label(text: str, path: str, number: int, line: str, num_classes: int 
                               f"(line {line!r}); lines are `video_path,label`")
     label = int(text)
     if label < 0 or (num_classes is not None and label >= num_classes):
-        bound = f"[0, {num_classes - 1}]" if num_classes is not None else ">= 0"
-        raise AnnotationError(f"{path}: line {number}: label {label} outside {bound} "
-                              f"(line {line!r}); check the class list / DATA.NUM_CLASSES")
+        if num_classes is None:
+            raise AnnotationError(f"{path}: line {number}: label {label} is negative "
+                                  f"(line {line!r}); labels count from 0")
+        raise AnnotationError(f"{path}: line {number}: label {label} outside [0, "
+                              f"{num_classes - 1}] (line {line!r}): the class list "
+                              f"(DATA.LABEL_LIST, else the dataset's bundled list) has "
+                              f"{num_classes} names; fix the label or the list")
     return label
 
 

@@ -27,7 +27,9 @@ _C.DATA.TRAIN_FILE = ""  # training annotation file; empty: found from DATA.ROOT
 _C.DATA.VAL_FILE = ""  # validation annotation file; empty: found from DATA.ROOT for known layouts
 _C.DATA.TEST_FILE = ""  # test annotation file; empty: DATA.VAL_FILE is used for split "test"
 _C.DATA.NUM_FRAMES = 32  # frames per clip fed to the model (official default; released configs use 8)
-_C.DATA.NUM_CLASSES = 101  # number of classes of the dataset (mixup targets, evaluation)
+# informational (official key): nothing reads it; MODEL.NUM_CLASSES sizes the head, the mixup
+# targets and evaluation, and the labels are checked against the class list (DATA.LABEL_LIST)
+_C.DATA.NUM_CLASSES = 101
 _C.DATA.LABEL_LIST = ""  # class names: one per line, or the official CSV form `id,name`
 _C.DATA.BATCH_SIZE = 128  # clips per process (per GPU) for training
 _C.DATA.DATA_PATH = ""  # informational (official key, unused)

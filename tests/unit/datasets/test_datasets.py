@@ -31,7 +31,8 @@ def test_list_file_formats(tmp_path):
     ("a.mp4,x", "not an integer"),
     ("a.mp4,1,2", "2 comma-separated"),
     ("justapath", "expected"),
-    ("a.mp4,7", "outside"),
+    ("a.mp4,7", "outside [0, 4]"),
+    ("a.mp4,7", "the class list (DATA.LABEL_LIST, else the dataset's bundled list) has 5 names"),
 ])
 def test_list_file_errors_name_file_and_line(tmp_path, line, message):
     f = tmp_path / "bad.csv"
