@@ -28,9 +28,9 @@ from typing import Mapping, Optional, Protocol, Sequence, runtime_checkable
 import torch
 import torch.nn as nn
 
-__all__ = ["ModelFamily", "HasWeightKeys", "ReleasesWeights", "Benchmarkable", "Visualizable", "HasDesigns",
-           "TextEncoder", "VideoEncoder", "TimmFeatures", "NoWeightDecay", "NoWeightDecayKeywords",
-           "missing_members"]
+__all__ = ["ModelFamily", "HasWeightKeys", "ReleasesWeights", "Benchmarkable", "Visualizable",
+           "HasDesigns", "TextEncoder", "VideoEncoder", "TimmFeatures", "NoWeightDecay",
+           "NoWeightDecayKeywords", "missing_members"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ from .registry import model_family
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["time_windows", "load_trained_model", "output_names", "video_spans", "span_views", "predict_spans",
-           "clip_features", "feature_spans", "visual_taps", "capture_outputs", "modulator_maps", "grad_cam",
-           "Span"]
+__all__ = ["time_windows", "load_trained_model", "output_names", "video_spans", "span_views",
+           "predict_spans", "clip_features", "feature_spans", "visual_taps", "capture_outputs",
+           "modulator_maps", "grad_cam", "Span"]
 
 Span = tuple[int, int]  # [start, stop) frame positions of a window
 

@@ -1,5 +1,6 @@
-"""Helpers of the fault tests (tests/e2e/test_faults_*.py): tiny configs, generated files, running an
-entry point in-process, and a snapshot of a folder to prove that nothing in it changed."""
+"""Helpers of the fault tests (tests/e2e/test_faults_*.py): the tiny config written to a file,
+generated files, running an entry point in-process, and a snapshot of a folder to prove that
+nothing in it changed."""
 from __future__ import annotations
 
 from pathlib import Path

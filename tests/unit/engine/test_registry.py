@@ -214,8 +214,7 @@ def test_a_family_without_a_required_member_is_refused(isolated_registries):
         def build(self, cfg, class_names=None):
             return None
 
-    with pytest.raises(TypeError, match=r"has no 'example_input', 'input_pipeline', 'normalization', "
-                                        r"'validate'; "
-                                        r"see engine/contract.py"):
+    with pytest.raises(TypeError, match=r"has no 'example_input', 'input_pipeline', "
+                                        r"'normalization', 'validate'; see engine/contract.py"):
         registry.register_model_family(Incomplete())
     assert "incomplete" not in registry.model_types()
