@@ -24,6 +24,10 @@ from engine.trainer import TrainState, train_one_epoch
 from video_focalnet import VideoFocalNet
 from vita_clip import VitaCLIP
 
+# Every test here compiles (about 80 s together on 2 cores): in the whole suite, not in
+# scripts/test.sh --fast.
+pytestmark = pytest.mark.slow
+
 DESIGNS = ("parallel", "spatial", "spatial_temporal", "temporal_spatial", "joint")
 FOCAL = dict(img_size=32, embed_dim=8, depths=(1, 1, 1, 1), num_classes=5, num_frames=4,
              drop_path_rate=0.0)
