@@ -28,7 +28,7 @@ import logging
 import os
 import urllib.parse
 
-from common.weights import DEFAULT_DIR, Weights, weights_dir
+from common.weights import Weights, weights_dir
 
 from .contract import ReleasesWeights
 from .download import ChecksumError, DownloadError, copy_file, fetch_url, move_aside, \

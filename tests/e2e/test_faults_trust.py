@@ -19,8 +19,7 @@ import torch
 
 from engine.build import build_model_without_init, config_class_names
 from engine.config import load_cfg
-
-from faults_support import make_synthetic, one_error_line, run_main, snapshot, \
+from tests.helpers.faults import make_synthetic, one_error_line, run_main, snapshot, \
     write_tiny_config
 from tools import analyze, predict, train
 from tools import extract_features as features_tool
@@ -430,11 +429,11 @@ def test_refusals_say_what_is_wrong(setup, tmp_path, capsys, monkeypatch):
                                              setup.good, "--out", tmp_path / "v"], capsys)
     assert code == 2 and f"VIDEO {setup.syn} is a folder" in one_error_line(err)
     # a full disk while writing --json says so
-    import datasets.fileio
+    import common.fileio
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", path)
-    monkeypatch.setattr(datasets.fileio, "atomic_write_text", full)
+    monkeypatch.setattr(common.fileio, "atomic_write_text", full)
     code, _, err = run_main(predict.main, ["--cfg", setup.cfg, "--checkpoint", setup.good,
                                            setup.videos[0], "--json", tmp_path / "p.json"],
                             capsys)

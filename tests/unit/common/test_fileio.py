@@ -1,4 +1,4 @@
-"""datasets.fileio: atomic writes and the one temporary-file naming convention."""
+"""common/fileio.py: atomic writes and the one temporary-file naming convention."""
 from __future__ import annotations
 
 import os
