@@ -213,6 +213,7 @@ def test_a_weight_declared_by_a_family_is_served_by_name(env, server, monkeypatc
         def validate(self, cfg): pass
         def build(self, cfg, class_names=None): raise NotImplementedError
         def normalization(self, cfg): return (0.5,) * 3, (0.5,) * 3
+        def input_pipeline(self, cfg): return {}
         def example_input(self, cfg, batch_size=1): return torch.zeros(batch_size, 1, 3, 8, 8)
 
     monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
