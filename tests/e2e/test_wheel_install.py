@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-PROJECT_PACKAGES = ("datasets", "engine", "video_focalnet", "vita_clip")
+PROJECT_PACKAGES = ("common", "datasets", "engine", "video_focalnet", "vita_clip")
 SOURCES = PROJECT_PACKAGES + ("configs", "setup.py", "README.md", "requirements.txt",
                               "MANIFEST.in")
 HIDDEN = set(PROJECT_PACKAGES) | {"tools", "tests", "distutils-precedence.pth"}
@@ -37,14 +37,15 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     torch.set_num_threads(1)
-    import datasets, engine, video_focalnet, vita_clip
+    import common as bottom, datasets, engine, video_focalnet, vita_clip
     from engine import registry
     from engine.build import build_model
     from engine.config import load_cfg
     from engine.evaluation import test
     from engine.trainer import train
 
-    out = {"files": {m.__name__: m.__file__ for m in (datasets, engine, video_focalnet, vita_clip)}}
+    out = {"files": {m.__name__: m.__file__
+                     for m in (bottom, datasets, engine, video_focalnet, vita_clip)}}
     out["labels"] = {name: len(datasets.default_class_names(name) or [])
                      for name in datasets.layout_names()}
     released = load_cfg("configs/video_focalnet/kinetics400/tiny.yaml")
