@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["ModelFamily", "HasWeightKeys", "ReleasesWeights", "Benchmarkable", "Visualizable",
-           "HasDesigns", "TextEncoder", "VideoEncoder", "TimmFeatures", "NoWeightDecay",
+           "HasDesigns", "TextEncoder", "TextEncoderDetails", "VideoEncoder", "TimmFeatures", "NoWeightDecay",
            "NoWeightDecayKeywords", "missing_members"]
 
 
@@ -120,6 +120,12 @@ class TextEncoder(Protocol):
     def encode_text(self, class_names: Optional[Sequence[str]] = None) -> torch.Tensor:
         """Class text features [C, E] for ``class_names`` (None: the classes it was built
         with); ``model(video, text_features=...)`` then scores against them."""
+
+
+@runtime_checkable
+class TextEncoderDetails(Protocol):
+    """What a TextEncoder may add: how it prompts, what its features depend on (a cache key
+    narrower than the whole state dict), how many classes a checkpoint's text tensors hold."""
 
     def text_prompt_mode(self, class_names: Optional[Sequence[str]] = None) -> str:
         """How encode_text turns these names into features (reported with zero-shot results)."""

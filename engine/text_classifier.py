@@ -25,7 +25,7 @@ import torch
 from common.fileio import atomic_torch_save
 from common.safe_load import safe_torch_load
 
-from .contract import TextEncoder
+from .contract import TextEncoder, TextEncoderDetails
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,12 @@ def _hash_tensor(digest, name: str, tensor: torch.Tensor) -> None:
 def text_cache_key(model, class_names: Sequence[str]) -> str:
     """Hex sha256 identifying what ``model.encode_text(class_names)`` returns."""
     class_names = [str(n) for n in class_names]
-    tensors = model.text_state_dict(class_names)
+    details = isinstance(model, TextEncoderDetails)
+    tensors = model.text_state_dict(class_names) if details else model.state_dict()
     digest = hashlib.sha256()
     digest.update(json.dumps({
         "version": CACHE_VERSION, "model": type(model).__qualname__,
-        "class_names": class_names, "config": model.text_config,
+        "class_names": class_names, "config": model.text_config if details else None,
     }, sort_keys=True).encode())
     for name, tensor in sorted(tensors.items()):
         _hash_tensor(digest, name, tensor)

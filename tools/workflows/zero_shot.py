@@ -43,7 +43,7 @@ from engine.build import amp_dtype, build_model_without_init
 from engine.checkpoint import (checkpoint_to_cfg_yaml, extract_state_dict, load_model_weights,
                                safe_load)
 from engine.config import ConfigError, merge_opts, validate_cfg
-from engine.contract import TextEncoder
+from engine.contract import TextEncoder, TextEncoderDetails
 from engine.evaluation import check_before_work, evaluate
 from engine.logging import setup_logging
 from engine.text_classifier import zero_shot_classifier
@@ -290,7 +290,7 @@ def build_zero_shot_model(cfg, checkpoint: str, protocol: str):
                           f"scores videos against class names, e.g. vita_clip",
                           key="MODEL.TYPE")
     # the checkpoint's class-dependent text tensors decide how many training classes there were
-    count = model.num_classes_in(state)
+    count = model.num_classes_in(state) if isinstance(model, TextEncoderDetails) else None
     if count is not None and (names is None or count != len(names)):
         if names is not None:
             logger.warning("%s holds text tensors of %d classes but the training class list has "
@@ -390,7 +390,8 @@ def run_zero_shot(cfg, checkpoint: str, protocol: str, user_opts: Sequence = (),
         loader, class_names = split_loader(scfg, spec)
         listed = listed_videos(scfg, spec.dataset_split)
         features = _split_classifier(model, class_names, cache_dir, dist_info.is_main)
-        modes.add(model.text_prompt_mode(class_names))
+        if isinstance(model, TextEncoderDetails):
+            modes.add(model.text_prompt_mode(class_names))
         if dist_info.is_main:
             found = "" if listed is None else \
                 f" ({listed - len(loader.dataset)} of {listed} listed videos missing locally)"
