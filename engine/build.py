@@ -13,7 +13,7 @@ from common.errors import ConfigValueError
 from common.modules import unwrap_model
 
 from .config import ConfigError
-from .contract import HasWeightKeys, NoWeightDecay, NoWeightDecayKeywords
+from .contract import HasWeightKeys, NoWeightDecay, NoWeightDecayKeywords, TextEncoder
 from .registry import model_family
 
 __all__ = ["build_model", "config_class_names", "check_class_count", "checkpoint_class_names",
@@ -105,7 +105,7 @@ def check_checkpoint_classes(cfg, ckpt: dict, model: nn.Module, source: str) -> 
     classifier head was trained on: every prediction would carry another class's name. A model
     that scores against text (``encode_text``) takes any class list; TEST.OVERRIDE_CHECKPOINT_
     CLASSES True accepts the difference on purpose."""
-    if callable(getattr(unwrap_model(model), "encode_text", None)):
+    if isinstance(unwrap_model(model), TextEncoder):
         return
     stored = checkpoint_class_names(ckpt)
     wanted = config_class_names(cfg)

@@ -38,10 +38,11 @@ import warnings
 import torch
 import torch.nn as nn
 
-from datasets.fileio import atomic_path, atomic_write_text
+from common.fileio import atomic_path, atomic_write_text
 
 from .build import config_class_names, unwrap_model
 from .config import ConfigError
+from .contract import TextEncoder, VideoEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ class ExportGraph(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = unwrap_model(model).eval()
-        self.scores_text = callable(getattr(self.model, "encode_text", None)) and \
-            callable(getattr(self.model, "encode_video", None))
+        self.scores_text = isinstance(self.model, TextEncoder) and \
+            isinstance(self.model, VideoEncoder)
         if self.scores_text:
             with torch.no_grad():
                 text = self.model.encode_text().float()

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from .config import ConfigError, load_cfg
+from .contract import TextEncoder
 from .export import EXTENSIONS, MissingRuntimeError, export_model, require_module, sidecar_path
 
 logger = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ def load_inference_model(cfg, checkpoint: str, runtime: str | None = None,
                           "--format tensorrt (give the .engine file as --checkpoint)")
     require_module(runtime, f"--runtime {runtime}")
     logger.info("exporting %s to ONNX for --runtime %s", checkpoint, runtime)
-    scores_text = callable(getattr(torch_model, "encode_text", None))
+    scores_text = isinstance(torch_model, TextEncoder)
     with tempfile.TemporaryDirectory(prefix="video-export-") as folder:  # the runtimes keep
         model_file = export_model(torch_model, cfg, checkpoint, "onnx", folder, stem="model")
         return RuntimeModel(model_file, runtime, device=device.type,  # the graph in memory

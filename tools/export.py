@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.config import load_cfg
     from engine.export import export_model, require_module, sidecar_path
-    from engine.inference import load_trained_model, writable_folder
+    from engine.inference import load_trained_model
+    from tools._inputs import writable_folder
 
     cfg = load_cfg(args.cfg, args.opts)
     require_module("onnx", f"--format {args.format}")  # before the model is built

@@ -17,7 +17,7 @@ pytest.importorskip("onnx", reason="the deploy extra is not installed (pip insta
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[deploy]')")
 pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[deploy]')")
 
-from inference_fixtures import focal, vita  # noqa: F401,E402  (fixtures)
+from tests.helpers.trained import focal, vita  # noqa: F401,E402  (fixtures)
 from tools.export import main as export_tool  # noqa: E402
 from tools.extract_features import main as features_tool  # noqa: E402
 from tools.predict import main as predict_tool  # noqa: E402

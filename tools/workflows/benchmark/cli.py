@@ -187,7 +187,7 @@ def _run(args) -> int:
             args.model = args.model or "video_focalnet_tiny"
             result = run_model_benchmark(args, machine)
     if args.output and not args.loader:  # the loader harness writes its own
-        from datasets.fileio import atomic_write_text
+        from common.fileio import atomic_write_text
         atomic_write_text(args.output, json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result, indent=1))
