@@ -31,7 +31,7 @@ def _tiny_models(name, num_frames, img_size, num_classes, reference, design=None
 
 
 def test_runtime_rows_beside_eager_and_reference(capsys, monkeypatch):
-    monkeypatch.setattr("tools.workflows.benchmark.build_benchmark_models", _tiny_models)
+    monkeypatch.setattr("tools.workflows.benchmark.models.build_benchmark_models", _tiny_models)
     assert benchmark(["--runtimes", "onnxruntime", "openvino", "--model", "video_focalnet_tiny",
                       "--frames", "4", "--img-size", "32", "--classes", "10", "--repeats", "2",
                       "--warmup", "1", "--threads", "1", "--json"]) == 0
