@@ -38,6 +38,9 @@ MODELS = {
         "MODEL.VITA.NUM_GLOBAL_PROMPTS": 2, "MODEL.VITA.TEXT_CONTEXT_LENGTH": 16,
         "MODEL.VITA.TEXT_TRANSFORMER_WIDTH": 32, "MODEL.VITA.TEXT_TRANSFORMER_HEADS": 2,
         "MODEL.VITA.TEXT_TRANSFORMER_LAYERS": 1, "MODEL.VITA.TEXT_NUM_PROMPTS": 4,
+        # the test videos are 4-16 frames long: one frame per segment, not Vita-CLIP's own
+        # 16-frame stride (which would repeat the last frame)
+        "DATA.SAMPLING": "segment",
     },
 }
 
