@@ -241,6 +241,10 @@ def fetch_url(url: str, dest: str, sha256: str | None = None, size: int | None =
                 reason = getattr(err, "reason", err)
                 if cuts < retries and isinstance(reason, _TRANSIENT):
                     cuts += 1
+                    # said even under --quiet (a warning): a stalled mirror is not silence
+                    logger.warning("%s: no answer from %s within %.0f s (%s); try %d of %d",
+                                   name, urllib.parse.urlsplit(current).netloc or current,
+                                   timeout, type(reason).__name__, cuts + 1, retries + 1)
                     time.sleep(min(2 ** cuts, 10) * _BACKOFF_SCALE)
                     continue
                 raise DownloadError(f"{url}: cannot connect ({reason})") from None

@@ -618,3 +618,41 @@ def test_evaluation_refuses_what_is_not_a_model_checkpoint(env, server, argv, wo
     assert code == 2 and len(lines) == 1 and words in lines[0], printed.err
     assert len(server.requests) == asked and not (tmp_path / "evals").exists()
     assert not env.exists() or not any(env.iterdir())
+
+
+def test_a_stalled_mirror_is_reported_at_each_try(tmp_path, monkeypatch, caplog):
+    """A server that accepts the connection and never answers: each timed-out try is a warning
+    line (shown under --quiet too), then one error; never minutes of silence."""
+    import socket
+    import threading
+    monkeypatch.setattr(download, "_BACKOFF_SCALE", 0.0)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/w.pth"
+    try:
+        with caplog.at_level(logging.WARNING, logger="engine.download"):
+            with pytest.raises(download.DownloadError, match="cannot connect"):
+                download.fetch_url(url, str(tmp_path / "w.pth"), retries=2, timeout=0.2,
+                                   progress=False)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    tries = [r.getMessage() for r in caplog.records if "no answer from 127.0.0.1" in r.getMessage()]
+    assert len(tries) == 2 and "try 2 of 3" in tries[0] and "try 3 of 3" in tries[1]
+    assert not (tmp_path / "w.pth").exists()
