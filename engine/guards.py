@@ -20,7 +20,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["NonFiniteOutputError", "non_finite_rows", "require_finite", "same_path",
+__all__ = ["NonFiniteOutputError", "non_finite_rows", "require_finite",
+           "non_finite_videos_error", "same_path",
            "refuse_overwriting_inputs", "finite_seconds", "no_empty_folders_on_failure"]
 
 
@@ -52,6 +53,19 @@ def require_finite(values, what: str, where: str, unit: str = "videos",
                         "--opts TRAIN.AMP off; nothing was reported")
     raise NonFiniteOutputError(f"{int(bad.sum())} of {bad.size} {unit} got non-finite {what} "
                                f"(NaN/inf) in {where}; {advice}")
+
+
+def non_finite_videos_error(rows: list, videos: int, what: str, checkpoint: str,
+                            outcome: str) -> NonFiniteOutputError:
+    """The error of a per-video tool (predict, extract_features) whose ``rows`` ``(video,
+    bad windows, windows)`` got non-finite ``what``; ``outcome`` says what was not written."""
+    windows = sum(n for _, n, _ in rows)
+    total = sum(t for _, _, t in rows)
+    return NonFiniteOutputError(
+        f"{len(rows)} of {videos} videos ({windows} of {total} window(s) of those) got "
+        f"non-finite {what} (NaN/inf) from --checkpoint {checkpoint}, first {rows[0][0]}; the "
+        f"model's weights are broken (a diverged run) or its precision overflows (TRAIN.AMP "
+        f"fp16): {outcome}")
 
 
 def _resolved(path: str | os.PathLike) -> str:

@@ -5,7 +5,7 @@ videos an input names, ``--labels``, writable output folders, is ``tools/_inputs
 The preprocessing is evaluation's own: the frames of a video (or of a time window of it) are
 sampled with ``datasets.eval_frame_indices``, decoded with ``DATA.DECODER`` and turned into the
 ``TEST.NUM_CLIP x TEST.NUM_CROP`` views by ``datasets.eval_clip_views``, and every video is scored
-by ``engine.evaluation.view_probabilities``. So the probabilities of a whole video are the ones
+by ``engine.scoring.view_probabilities``. So the probabilities of a whole video are the ones
 ``tools/test.py`` writes for it.
 
 Like the rest of the engine, nothing here names a model. Features come from the model's
@@ -32,7 +32,7 @@ from .build import build_model_without_init, check_checkpoint_classes, config_cl
 from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, extract_state_dict, \
     load_model_weights, safe_load
 from .contract import TimmFeatures, VideoEncoder, Visualizable
-from .evaluation import view_probabilities
+from .scoring import view_probabilities
 from .registry import model_family
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ PyTorch model in evaluation, prediction and feature extraction.
 
 ``RuntimeModel`` is an ``nn.Module`` without parameters whose forward runs the exported graph:
 ``model(video) -> logits`` and ``model.encode_video(video) -> features``, so
-``engine.evaluation.view_probabilities``, ``engine.inference.clip_features`` and the tools use
+``engine.scoring.view_probabilities``, ``engine.inference.clip_features`` and the tools use
 it unchanged. ``load_inference_model`` is the one place the tools go through:
 
 * ``--checkpoint model.onnx`` / ``model.xml`` (an exported file): run it (``--runtime``

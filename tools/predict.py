@@ -136,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     from common.fileio import atomic_write_text
     from engine.build import amp_dtype
     from engine.distributed import resolve_device
-    from engine.guards import (NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs,
-                               same_path)
+    from engine.guards import (non_finite_rows, non_finite_videos_error,
+                               refuse_overwriting_inputs, same_path)
     from engine.inference import output_names, predict_spans, video_spans
     from engine.runtime import inference_cfg, load_inference_model
     from tools._inputs import collect_videos, decode_failure, writable_folder
@@ -235,14 +235,8 @@ def run(args: argparse.Namespace) -> int:
                              f"space on that disk, or give --json a path on another one") from None
         print(f"predictions: {args.json}")
     if non_finite:
-        windows = sum(n for _, n, _ in non_finite)
-        total = sum(t for _, _, t in non_finite)
-        raise NonFiniteOutputError(
-            f"{len(non_finite)} of {len(videos)} videos ({windows} of {total} window(s) of "
-            f"those) got non-finite probabilities (NaN/inf) from --checkpoint "
-            f"{args.checkpoint}, first {non_finite[0][0]}; the model's weights are broken (a "
-            f"diverged run) or its precision overflows (TRAIN.AMP fp16): nothing was reported "
-            f"for them")
+        raise non_finite_videos_error(non_finite, len(videos), "probabilities", args.checkpoint,
+                                      "nothing was reported for them")
     done = len(videos) - len(failures)
     print(f"{done} of {len(videos)} videos predicted"
           + (f"; {len(failures)} could not be decoded: {', '.join(failures)}" if failures

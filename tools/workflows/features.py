@@ -37,7 +37,7 @@ from common.fileio import atomic_path, atomic_write_bytes, atomic_write_text, \
 from engine import distributed as du
 from engine.build import amp_dtype
 from engine.config import ConfigError
-from engine.guards import NonFiniteOutputError, non_finite_rows, refuse_overwriting_inputs
+from engine.guards import non_finite_rows, non_finite_videos_error, refuse_overwriting_inputs
 from engine.inference import feature_spans, video_spans
 from engine.logging import config_hash, setup_logging
 from tools._inputs import collect_videos, decode_failure, writable_folder
@@ -235,13 +235,8 @@ def extract_features(cfg, checkpoint: str, inputs: Sequence[str], out_dir: str,
     non_finite = [n for part in du.all_gather_objects(non_finite) for n in part]
     du.barrier()
     if non_finite:
-        windows = sum(n for _, n, _ in non_finite)
-        total = sum(t for _, _, t in non_finite)
-        raise NonFiniteOutputError(
-            f"{len(non_finite)} of {len(videos)} videos ({windows} of {total} window(s) of "
-            f"those) got non-finite features (NaN/inf) from --checkpoint {checkpoint}, first "
-            f"{non_finite[0][0]}; the model's weights are broken (a diverged run) or its "
-            f"precision overflows (TRAIN.AMP fp16): {FEATURES_FILE} was not written")
+        raise non_finite_videos_error(non_finite, len(videos), "features", checkpoint,
+                                      f"{FEATURES_FILE} was not written")
     if dist_info.is_main:
         written, shape = assemble(out_dir, videos, windowed=bool(window))
         log(f"features: {os.path.join(out_dir, FEATURES_FILE)} {list(shape)} float32 "
