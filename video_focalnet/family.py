@@ -68,7 +68,13 @@ class VideoFocalNetFamily:
 
     def build(self, cfg, class_names=None) -> VideoFocalNet:
         """The model of ``cfg``. The head only needs MODEL.NUM_CLASSES; the engine checks it
-        against the config's class list (engine.build.check_class_count)."""
+        against the config's class list (engine.build.check_class_count), and names a caller
+        passes must agree with it too: a head of fixed size cannot score another list."""
+        classes = cfg.MODEL.NUM_CLASSES
+        if class_names is not None and classes > 0 and len(class_names) != classes:
+            raise ConfigValueError("MODEL.NUM_CLASSES", (
+                f"the head has {classes} outputs but the class list has {len(class_names)} "
+                f"names; set MODEL.NUM_CLASSES {len(class_names)}"))
         return build_model(cfg)
 
     def design_of(self, cfg) -> str:

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 PROJECT_PACKAGES = ("common", "datasets", "engine", "video_focalnet", "vita_clip")
 SOURCES = PROJECT_PACKAGES + ("configs", "setup.py", "README.md", "requirements.txt",
+                              "requirements-deploy.txt",
                               "MANIFEST.in")
 HIDDEN = set(PROJECT_PACKAGES) | {"tools", "tests", "distutils-precedence.pth"}
 
