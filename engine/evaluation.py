@@ -73,7 +73,6 @@ def class_text_features(model: nn.Module, device: torch.device,
 
 
 @torch.no_grad()
-@torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, amp: torch.dtype | None = None,
              desc: str = "Test", print_freq: int = 50, show_progress: bool = True,
              text_features: torch.Tensor | None = None) -> dict:

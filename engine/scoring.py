@@ -11,6 +11,7 @@ from .compile import StaticBatch
 __all__ = ["view_probabilities"]
 
 
+@torch.no_grad()
 def view_probabilities(net: nn.Module, views: torch.Tensor, device: torch.device,
                        amp: torch.dtype | None = None, static: StaticBatch | None = None,
                        **forward_kwargs) -> torch.Tensor:

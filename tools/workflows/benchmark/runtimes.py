@@ -121,8 +121,9 @@ def run_runtime_benchmark(args) -> dict:
         memory = _memory(args, folder) if args.memory else {}
     rows = []
     for name, seconds in times.items():
-        row = {"impl": name, "ms": round(1000 * min(seconds), 1),
-               "median_ms": round(1000 * statistics.median(seconds), 1),
+        # 4 significant digits: a tiny model's step can take under a millisecond
+        row = {"impl": name, "ms": float(f"{1000 * min(seconds):.4g}"),
+               "median_ms": float(f"{1000 * statistics.median(seconds):.4g}"),
                "max_abs_diff_vs_eager": float((outputs[name] - outputs["eager"]).abs().max())}
         for base in ("reference", "eager"):
             if base in times and name != base:
