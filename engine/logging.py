@@ -1,14 +1,17 @@
 """What a run tells its user: log file, progress, TensorBoard, resolved config and run info."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import logging
 import os
 import platform
+import signal
 import socket
 import sys
+import threading
 import time
 
 import torch
@@ -117,8 +120,39 @@ def memory_mb(device: torch.device) -> float:
         return 0.0
 
 
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it as usual.
+
+    A KeyboardInterrupt that lands inside ``queue.Queue.put`` can drop the wake-up of the thread
+    waiting on the queue: TensorBoard's writer thread then sleeps forever and ``close()`` (which
+    joins it) hangs the interrupted run. Outside the main thread, or where SIGINT's handler was
+    not set from Python, signals cannot be redirected and the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, held[0])  # Python's default handler raises KeyboardInterrupt
+        elif held and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
 class TensorBoardWriter:
-    """SummaryWriter under OUTPUT/tb on rank 0; a no-op elsewhere or when unavailable."""
+    """SummaryWriter under OUTPUT/tb on rank 0; a no-op elsewhere or when unavailable.
+
+    Every call holds Ctrl-C until it returns (ctrl_c_deferred): an interrupted run still closes
+    its event file instead of hanging."""
 
     def __init__(self, log_dir: str | None, enabled: bool = True):
         self._writer = None
@@ -134,19 +168,21 @@ class TensorBoardWriter:
     def scalars(self, values: dict, step: int, prefix: str = "") -> None:
         if self._writer is None:
             return
-        for key, value in values.items():
-            if value is None:
-                continue
-            self._writer.add_scalar(f"{prefix}{key}", float(value), step)
+        with ctrl_c_deferred():
+            for key, value in values.items():
+                if value is not None:
+                    self._writer.add_scalar(f"{prefix}{key}", float(value), step)
 
     def flush(self) -> None:
         if self._writer is not None:
-            self._writer.flush()
+            with ctrl_c_deferred():
+                self._writer.flush()
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with ctrl_c_deferred():
+                writer.close()
 
 
 class Progress:
