@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv if missing, install once, run the test suite.
-#   bash scripts/test.sh              the whole suite (what CI runs, about 14 minutes on 2 cores)
-#   bash scripts/test.sh --fast       the unit and conformance tests without the `slow` ones
+#   bash scripts/test.sh              the whole suite (what CI runs, about 10 minutes on 2 cores)
+#   bash scripts/test.sh --fast       unit + conformance tests without the `slow` ones (2 minutes)
 # Other arguments go to pytest, e.g. `bash scripts/test.sh -k golden`.
 # The deploy extra too (ONNX Runtime, OpenVINO): the export/runtime tests need it.
 export VIDEO_DEPLOY_EXTRAS="${VIDEO_DEPLOY_EXTRAS:-1}"

@@ -4,6 +4,7 @@ models with another revision's, interleaved, in two worker processes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -41,11 +42,17 @@ def test_cpu_info_reads_the_instruction_sets_and_the_dispatch_level():
 
 def test_isa_environment_caps_every_kernel_library(monkeypatch):
     monkeypatch.setattr(machine, "_cpuinfo", lambda: ("test CPU", {"avx2", "avx512f"}))
-    env = machine.isa_environment("avx2", {"PATH": "/bin", "MKL_ENABLE_INSTRUCTIONS": "AVX512"})
+    env = machine.isa_environment("avx2", {"PATH": "/bin", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                                           "TORCHINDUCTOR_CACHE_DIR": "/cache"})
+    # its own inductor cache: code compiled for the CPU's own vector width must not be loaded
     assert env == {"PATH": "/bin", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                   "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+                   "MKL_ENABLE_INSTRUCTIONS": "AVX2", "TORCHINDUCTOR_CACHE_DIR": "/cache/isa-avx2"}
     # default: a forced parent's variables do not leak into the child
-    assert machine.isa_environment("default", env) == {"PATH": "/bin"}
+    assert machine.isa_environment("default", {**env, "TORCHINDUCTOR_CACHE_DIR": "/cache"}) == {
+        "PATH": "/bin", "TORCHINDUCTOR_CACHE_DIR": "/cache"}
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    assert machine.isa_environment("avx2", {})["TORCHINDUCTOR_CACHE_DIR"] == os.path.join(
+        default_cache_dir(), "isa-avx2")
     monkeypatch.setattr(machine, "_cpuinfo", lambda: ("AVX2-only CPU", {"avx2"}))
     with pytest.raises(ValueError, match="this CPU has no AVX512"):
         machine.isa_environment("avx512", {})

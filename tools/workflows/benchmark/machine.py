@@ -86,6 +86,13 @@ def isa_environment(isa: str, base: dict[str, str] | None = None) -> dict[str, s
     for key in ISA_ENV["avx2"]:
         env.pop(key, None)  # a forced parent must not leak its level into a default child
     env.update(ISA_ENV[isa])
+    if isa != "default":
+        # Inductor's cache is not keyed on the vector width it generated code for: a step
+        # compiled at the CPU's own level and loaded again under a forced AVX2 level aborts
+        # ("index out of bounds" in a 16-lane kernel). Each forced level gets its own cache.
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        root = env.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+        env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(root, f"isa-{isa}")
     return env
 
 
