@@ -7,6 +7,7 @@
 - ``faults``: running an entry point in-process, its one error line, folder snapshots;
 - ``trained``: tiny models trained once per session for the inference-tool tests;
 - ``weights_server``: a local HTTP server standing in for weights hosts.
+- ``checkout``: whether the tests run from a git checkout (the ``--baseline`` harnesses need one).
 
 The line-by-line reference ports stay at ``tests/reference_vfn.py`` and
 ``tests/reference_vita.py``: ``tools/benchmark.py --compare-reference`` imports them too.

@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.checkout import is_git_checkout
 from tools.workflows import benchmark
 from tools.workflows.benchmark import cli, machine
 
-REPO = Path(__file__).resolve().parents[3]
 TINY = ["--model", "video_focalnet_tiny", "--num-frames", "2", "--img-size", "32",
         "--num-classes", "5", "--batch-sizes", "1", "--repeats", "1", "--threads", "1"]
-
-
-def _is_git_checkout() -> bool:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO,
-                              capture_output=True).returncode == 0
-    except OSError:
-        return False
 
 
 def test_cpu_info_reads_the_instruction_sets_and_the_dispatch_level():
@@ -81,7 +72,7 @@ def test_model_rows_record_the_machine_and_a_forced_isa_runs_in_a_child(capsys):
     assert [r["isa"] for r in child["runs"]] == ["AVX2"]
 
 
-@pytest.mark.skipif(not _is_git_checkout(), reason="--baseline needs a git checkout")
+@pytest.mark.skipif(not is_git_checkout(), reason="--baseline needs a git checkout")
 def test_baseline_guard_interleaves_two_revisions_and_compares_outputs(capsys):
     assert benchmark.main(TINY + ["--baseline", "HEAD", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -4,30 +4,20 @@ medians, and the ratios it reports are computed from those same medians; --basel
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 import tools.workflows.benchmark.loader as harness
+from tests.helpers.checkout import is_git_checkout
 from tools.workflows import benchmark
 
-REPO = Path(__file__).resolve().parents[3]
 TINY = dict(videos=["96x64"], seconds=2.0, repeats=3)
 
 
 def _args(**kw):
     import argparse
     return argparse.Namespace(**{**TINY, **kw})
-
-
-def _is_git_checkout() -> bool:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO,
-                              capture_output=True).returncode == 0
-    except OSError:
-        return False
 
 
 def test_one_run_gives_medians_and_the_ratios_of_those_medians(tmp_path, capsys):
@@ -71,7 +61,7 @@ def test_one_decoder_only_and_unknown_names():
     assert benchmark.main(["--loader", "--videos", "big"]) == 2
 
 
-@pytest.mark.skipif(not _is_git_checkout(), reason="--baseline needs a git checkout")
+@pytest.mark.skipif(not is_git_checkout(), reason="--baseline needs a git checkout")
 def test_baseline_revision_runs_in_the_same_interleaved_run():
     result = harness.run_loader_benchmark(_args(baseline="HEAD", samplings=["dense"]))
     cell = result["cells"]["96x64/dense"]
