@@ -177,7 +177,7 @@ def run_runtime_rows(python: str, timeout: float, out: Path) -> tuple[dict, dict
                      "installed (pip install tensorrt onnxruntime-gpu)")
         return check, None
     command = [python, "tools/benchmark.py", "--runtimes", *runtimes, "--device", "cuda",
-               "--model", "video_focalnet_tiny", "--batch", "1", "--repeats", "10",
+               "--model", "video_focalnet_tiny", "--batch-sizes", "1", "--repeats", "10",
                "--no-reference", "--json"]
     check["command"] = " ".join(command[1:])
     start = time.time()

@@ -33,7 +33,7 @@ def _tiny_models(name, num_frames, img_size, num_classes, reference, design=None
 def test_runtime_rows_beside_eager_and_reference(capsys, monkeypatch):
     monkeypatch.setattr("tools.workflows.benchmark.models.build_benchmark_models", _tiny_models)
     assert benchmark(["--runtimes", "onnxruntime", "openvino", "--model", "video_focalnet_tiny",
-                      "--frames", "4", "--img-size", "32", "--classes", "10", "--repeats", "2",
+                      "--num-frames", "4", "--img-size", "32", "--num-classes", "10", "--repeats", "2",
                       "--warmup", "1", "--threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {row["impl"]: row for row in result["rows"]}
@@ -51,3 +51,12 @@ def test_unknown_runtime_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         benchmark(["--runtimes", "tvm", "--model", "video_focalnet_tiny"])
     assert exit_info.value.code == 2
+
+
+def test_runtime_flags_are_the_model_harness_names(capsys):
+    from tools.workflows.benchmark.runtimes import parse_args
+    args = parse_args(["--num-frames", "4", "--num-classes", "10", "--batch-sizes", "3"])
+    assert (args.frames, args.classes, args.batch) == (4, 10, 3)
+    for old in ("--frames", "--classes"):  # one flag per meaning, no aliases
+        with pytest.raises(SystemExit):
+            parse_args([old, "2"])

@@ -2,10 +2,10 @@
 Runtime's CUDA provider), interleaved with our eager model and the line-by-line reference port.
 
     python tools/benchmark.py --runtimes onnxruntime openvino --model video_focalnet_tiny \\
-        [--frames 8 --img-size 224 --batch 1 --threads 2 --repeats 5] [--memory] [--json]
+        [--num-frames 8 --img-size 224 --batch-sizes 1 --threads 2 --repeats 5] [--memory] [--json]
     python tools/benchmark.py --runtimes onnxruntime tensorrt --device cuda ...  # gpu_check
 
-The model is the family's benchmark model (seeded random weights; tools/workflows/benchmark/models.py
+The model is the family's benchmark model (seeded random weights; benchmark/models.py
 ``build_benchmark_models``), exported with engine/export.py into a temporary folder. One round
 runs every implementation once, in turn (``reference``, ``eager``, then each runtime), so all see
 the same machine load; the best (``ms``) and median (``median_ms``) of ``--repeats`` rounds after
@@ -180,9 +180,9 @@ def _memory(args, folder: str) -> dict:
     names = (["reference"] if not args.no_reference else []) + ["eager"] + list(args.runtimes)
     for name in names:
         cmd = [sys.executable, "-m", "tools.workflows.benchmark.runtimes", "--memory-of", name,
-               "--export-dir", folder, "--model", args.model, "--frames", str(args.frames),
-               "--img-size", str(args.img_size), "--classes", str(args.classes),
-               "--batch", str(args.batch), "--threads", str(args.threads),
+               "--export-dir", folder, "--model", args.model, "--num-frames", str(args.frames),
+               "--img-size", str(args.img_size), "--num-classes", str(args.classes),
+               "--batch-sizes", str(args.batch), "--threads", str(args.threads),
                "--device", args.device]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(
@@ -199,10 +199,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runtimes", nargs="*", default=["onnxruntime", "openvino"],
                         choices=RUNTIMES, help="runtimes timed beside eager and the reference")
     parser.add_argument("--model", default="video_focalnet_tiny")
-    parser.add_argument("--frames", "--num-frames", type=int, default=8)
+    # the flags of the model harness (one name per meaning), one value each here
+    parser.add_argument("--num-frames", dest="frames", type=int, default=8)
     parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--classes", "--num-classes", type=int, default=400)
-    parser.add_argument("--batch", "--batch-sizes", type=int, default=1)
+    parser.add_argument("--num-classes", dest="classes", type=int, default=400)
+    parser.add_argument("--batch-sizes", dest="batch", type=int, default=1, metavar="BATCH_SIZE",
+                        help="one batch size")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5)
