@@ -24,13 +24,12 @@ import torch.nn as nn
 
 from common.fileio import atomic_path, atomic_torch_save, fsync_dir, temp_path
 from common.modules import unwrap_model
-from common.safe_load import (CheckpointError, UnsafeCheckpointError, check_file, load_error,
-                              safe_torch_load)
+from common.safe_load import CheckpointError, UnsafeCheckpointError, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "ensure_writable_dir", "safe_load",
-           "load_error", "check_file", "disk_full_error",
+           "disk_full_error",
            "strip_prefix", "extract_state_dict", "load_model_weights", "capture_rng_state",
            "restore_rng_state", "build_checkpoint", "save_checkpoint", "find_resume_checkpoint",
            "checkpoint_to_cfg_yaml"]

@@ -18,7 +18,6 @@ from yacs.config import CfgNode as CN
 
 from common.errors import ConfigError
 
-from .config_checks import data_package as _data_package  # noqa: F401 (tests)
 from .config_checks import validate_cfg
 from .config_defaults import COMPILE_MODES, default_tree
 from .config_merge import find_config_file, merge_file, merge_opts

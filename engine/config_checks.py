@@ -4,7 +4,6 @@ owns MODEL.TYPE; every error names the file, override or ablation variant that s
 from __future__ import annotations
 
 import difflib
-import logging
 from importlib import metadata
 
 from yacs.config import CfgNode as CN
@@ -13,8 +12,6 @@ from common.errors import ConfigError, ConfigValueError
 
 from .config_defaults import COMPILE_MODES
 from .config_merge import DISTRIBUTION, where
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["validate_cfg", "data_package"]
 

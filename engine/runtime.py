@@ -30,13 +30,12 @@ import torch.nn as nn
 
 from .config import ConfigError, load_cfg
 from .contract import TextEncoder
-from .export import EXTENSIONS, MissingRuntimeError, export_model, require_module, sidecar_path
+from .export import EXTENSIONS, export_model, require_module, sidecar_path
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RUNTIMES", "RuntimeModel", "is_exported", "read_sidecar", "exported_cfg",
-           "inference_cfg",
-           "check_cfg_fits", "load_inference_model", "MissingRuntimeError"]
+           "inference_cfg", "check_cfg_fits", "load_inference_model"]
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")  # tensorrt: CUDA only
 _RUNTIME_OF_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt"}

@@ -45,16 +45,16 @@ def _video(size: str, dataset: str, drive_id: str, top1: str, params: str) -> We
         name=name, file_name=f"{name}.pth", urls=(google_drive_url(drive_id),),
         what=f"Video-FocalNet-{_SIZES[size]} trained on {title} (official checkpoint)",
         key="--checkpoint",
-        configs=(_CONFIG.format(f"{folder}/{size}" if dataset == "k400" else f"{folder}/base"),),
+        configs=(_CONFIG.format(f"{folder}/{size}"),),
         top1=top1, params=params, timm_name=f"video_focalnet_{size}.{dataset}",
         num_classes=classes)
 
 
-def _imagenet(size: str) -> tuple:
-    """The ImageNet-1K FocalNet (SRF) that initialises a size: microsoft's file and timm's."""
-    others = ("kinetics600", "ssv2", "diving48", "activitynet") if size == "base" else ()
-    configs = tuple(_CONFIG.format(c) for c in (f"kinetics400/{size}",
-                                                *(f"{d}/base" for d in others)))
+def _imagenet(size: str, videos: tuple) -> tuple:
+    """The ImageNet-1K FocalNet (SRF) that initialises a size: microsoft's file and timm's, with
+    the configs of that size's video checkpoints (those that start from it)."""
+    configs = tuple(config for w in videos if w.name.startswith(f"video_focalnet_{size}_")
+                    for config in w.configs)
     letter = _SIZES[size]
     timm_repo = f"focalnet_{size}_srf.ms_in1k"
     return (
@@ -72,7 +72,7 @@ def _imagenet(size: str) -> tuple:
 
 # Published top-1 (official multi-view test) and parameters from the official README; no sha256
 # is published for these files (the zoo records one at the first download).
-RELEASED_WEIGHTS = (
+_VIDEO_WEIGHTS = (
     _video("tiny", "k400", "1wsUjJbPVQd7pf-OocD9mVU8pak0gdBTP", "79.8", "49.6 M"),
     _video("small", "k400", "1gO4_tluuoR4mn2bSQRNyy9_wFCnUSiQ0", "81.4", "88.7 M"),
     _video("base", "k400", "1tc1AKKmvHN7Hzxpd53QsBIMQZmLH8ozX", "83.6", "157.4 M"),
@@ -80,8 +80,9 @@ RELEASED_WEIGHTS = (
     _video("base", "ssv2", "1MIPLjMVDmYEY5jmJs8pRRIj4gKNVqETg", "71.1", "157.2 M"),
     _video("base", "diving48", "1MMZeDucN1cfC5MiTGIft8xNfo5358dA2", "90.8", "157.0 M"),
     _video("base", "activitynet", "1Zku86i9Ol1gabqBqf0h1vtL-_H5gglA3", "89.8", "157.2 M"),
-    *_imagenet("tiny"), *_imagenet("small"), *_imagenet("base"),
 )
+RELEASED_WEIGHTS = (*_VIDEO_WEIGHTS,
+                    *(w for size in _SIZES for w in _imagenet(size, _VIDEO_WEIGHTS)))
 
 
 def released_cfgs(make_cfg: Callable[..., dict]) -> dict:

@@ -240,8 +240,8 @@ def test_empty_mean_std_come_from_the_model_family(model_type, mean):
 
 def test_foreign_datasets_package_is_named(monkeypatch):
     import types
-    from engine.config import _data_package
-    assert _data_package().DISTRIBUTION == "video-recognition"
+    from engine.config_checks import data_package
+    assert data_package().DISTRIBUTION == "video-recognition"
     impostor = types.ModuleType("datasets")
     impostor.__file__ = "/site-packages/datasets/__init__.py"
     monkeypatch.setitem(sys.modules, "datasets", impostor)

@@ -45,7 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from datasets.fileio import atomic_write_text
+from common.fileio import atomic_write_text
 
 from .machine import cpu_info
 from .revision import archive_revision
