@@ -58,10 +58,14 @@ def check_class_count(cfg, class_names) -> None:
     classes = cfg.MODEL.NUM_CLASSES
     if class_names is None or classes <= 0 or len(class_names) == classes:
         return
-    source = (f"DATA.LABEL_LIST {cfg.DATA.LABEL_LIST}" if cfg.DATA.LABEL_LIST else
-              f"the bundled class list of DATA.DATASET {cfg.DATA.DATASET}")
-    raise ConfigError(f"key MODEL.NUM_CLASSES: {classes}, but {source} has {len(class_names)} "
+    raise ConfigError(f"key MODEL.NUM_CLASSES: {classes}, but {_class_list_source(cfg)} has {len(class_names)} "
                       f"names; set MODEL.NUM_CLASSES {len(class_names)} (or fix the class list)")
+
+
+def _class_list_source(cfg) -> str:
+    """Where a config's class list comes from, as error messages name it."""
+    return (f"DATA.LABEL_LIST {cfg.DATA.LABEL_LIST}" if cfg.DATA.LABEL_LIST else
+            f"the bundled class list of DATA.DATASET {cfg.DATA.DATASET}")
 
 
 def config_class_names(cfg) -> list[str] | None:
@@ -116,8 +120,7 @@ def check_checkpoint_classes(cfg, ckpt: dict, model: nn.Module, source: str) -> 
             "the class list of the config differs from the one %s was trained on; used as "
             "given (TEST.OVERRIDE_CHECKPOINT_CLASSES True)", source)
         return
-    source_list = (f"DATA.LABEL_LIST {cfg.DATA.LABEL_LIST}" if cfg.DATA.LABEL_LIST else
-                   f"the bundled class list of DATA.DATASET {cfg.DATA.DATASET}")
+    source_list = _class_list_source(cfg)
     if sorted(stored) == sorted(wanted):
         first = next(i for i, (a, b) in enumerate(zip(stored, wanted)) if a != b)
         what = (f"the same names in another order (class {first} is {wanted[first]!r} there, "

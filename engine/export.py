@@ -43,6 +43,8 @@ from common.fileio import atomic_path, atomic_write_text
 from .build import config_class_names, unwrap_model
 from .config import ConfigError
 from .contract import TextEncoder, VideoEncoder
+from .inference import clip_features
+from .registry import model_family
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +105,11 @@ class ExportGraph(nn.Module):
         self.eval()  # an exporter restores the mode it found: eval, or drop path would be traced
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.model
+        features = clip_features(self.model, video)  # what extract_features writes
         if self.scores_text:
-            features = net.encode_video(video)
             logits = (features / features.norm(dim=-1, keepdim=True)) @ self.scaled_text
             return logits, features
-        features = net.forward_head(net.forward_features(video), pre_logits=True)
-        return net.get_classifier()(features), features  # timm API: the head on the features
+        return self.model.get_classifier()(features), features  # timm API: the head
 
 
 def pipeline_settings(cfg) -> dict:
@@ -126,11 +126,6 @@ def pipeline_settings(cfg) -> dict:
 def sidecar_path(model_file: str) -> str:
     """The JSON that describes an exported file: ``<file>.json`` (model.onnx -> model.onnx.json)."""
     return model_file + ".json"
-
-
-def _example_video(cfg, batch: int = 2) -> torch.Tensor:
-    size, frames = int(cfg.DATA.IMG_SIZE), int(cfg.DATA.NUM_FRAMES)
-    return torch.randn((batch, frames, 3, size, size), generator=torch.Generator().manual_seed(0))
 
 
 def export_onnx(graph: ExportGraph, video: torch.Tensor, dst: str,
@@ -247,18 +242,18 @@ def export_model(model: nn.Module, cfg, checkpoint: str, fmt: str, out_dir: str,
     stem = stem or os.path.splitext(os.path.basename(checkpoint))[0]
     os.makedirs(out_dir, exist_ok=True)
     graph = ExportGraph(model.float().cpu())
-    video = _example_video(cfg)
+    video = model_family(cfg.MODEL.TYPE).example_input(cfg, 2)  # traced with a dynamic batch
     onnx_file = os.path.join(out_dir, stem + ".onnx")
     if os.path.abspath(onnx_file) == os.path.abspath(checkpoint):
         raise ConfigError(f"--out {out_dir}: the exported file would replace the checkpoint "
                           f"{checkpoint}; choose another --out")
     export_onnx(graph, video, onnx_file, exporter)
-    atomic_write_text(sidecar_path(onnx_file), json.dumps(
-        _sidecar(cfg, graph, "onnx", onnx_file, checkpoint, video, exporter), indent=1) + "\n")
+    meta = _sidecar(cfg, graph, "onnx", onnx_file, checkpoint, video, exporter)
+    atomic_write_text(sidecar_path(onnx_file), json.dumps(meta, indent=1) + "\n")
     if fmt == "onnx":
         return onnx_file
     dst = os.path.join(out_dir, stem + EXTENSIONS[fmt])
     (convert_to_openvino if fmt == "openvino" else convert_to_tensorrt)(onnx_file, dst)
-    atomic_write_text(sidecar_path(dst), json.dumps(
-        _sidecar(cfg, graph, fmt, dst, checkpoint, video, exporter), indent=1) + "\n")
+    meta = {**meta, "format": fmt, "file": os.path.basename(dst)}  # the same model, another file
+    atomic_write_text(sidecar_path(dst), json.dumps(meta, indent=1) + "\n")
     return dst

@@ -483,6 +483,7 @@ def _train_locked(cfg, dist_info) -> dict:
         return summary
     _start_run_files(cfg, dist_info, state, resumed_from)
 
+    class_names = config_class_names(cfg)  # stored in every checkpoint; read once per run
     tb = TensorBoardWriter(os.path.join(cfg.OUTPUT, "tb"), enabled=dist_info.is_main)
     log = _JsonLines(os.path.join(cfg.OUTPUT, "metrics.jsonl") if dist_info.is_main else None)
     config_yaml = cfg.dump()
@@ -536,7 +537,7 @@ def _train_locked(cfg, dist_info) -> dict:
                                                "world_size": dist_info.world_size,
                                                # the names of the head's outputs, in order:
                                                # inference checks its class list against them
-                                               "class_names": config_class_names(cfg)})
+                                               "class_names": class_names})
                 written = save_checkpoint(ckpt, cfg.OUTPUT, epoch, cfg.SAVE_FREQ, is_best,
                                           last_epoch)
                 logger.info("saved %s", ", ".join(os.path.basename(p) for p in written))
