@@ -28,7 +28,8 @@ from common.safe_load import CheckpointError, UnsafeCheckpointError, safe_torch_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "ensure_writable_dir", "safe_load",
+__all__ = ["CheckpointError", "UnsafeCheckpointError", "FORMAT", "ensure_writable_dir",
+           "require_checkpoint_file", "safe_load",
            "disk_full_error",
            "strip_prefix", "extract_state_dict", "load_model_weights", "capture_rng_state",
            "restore_rng_state", "build_checkpoint", "save_checkpoint", "find_resume_checkpoint",
@@ -76,6 +77,15 @@ def ensure_writable_dir(path: str, what: str = "OUTPUT") -> str:
 # ---------------------------------------------------------------------------------------------
 # Safe loading
 # ---------------------------------------------------------------------------------------------
+def require_checkpoint_file(path: str, what: str = "--checkpoint") -> None:
+    """A checkpoint path that is not a file: one line naming the flag (a folder as such)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a directory; give the path of a checkpoint "
+                                f"file (.pth)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} does not exist")
+
+
 def safe_load(path: str, map_location="cpu") -> dict:
     """A checkpoint dict, read without executing code (common.safe_load); clear errors."""
     obj = safe_torch_load(path, map_location)

@@ -7,13 +7,10 @@
 * ``refuse_overwriting_inputs``: no tool writes over a file or folder it reads. Paths are
   compared after resolving symlinks, ``..`` and relative spellings.
 * ``no_empty_folders_on_failure``: a run that fails leaves no empty folder it created.
-* ``finite_seconds``: a command-line duration (``--window``, ``--stride``) that is a positive,
-  finite number.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Iterable, Iterator
 
@@ -22,7 +19,7 @@ import torch
 
 __all__ = ["NonFiniteOutputError", "non_finite_rows", "require_finite",
            "non_finite_videos_error", "same_path",
-           "refuse_overwriting_inputs", "finite_seconds", "no_empty_folders_on_failure"]
+           "refuse_overwriting_inputs", "no_empty_folders_on_failure"]
 
 
 class NonFiniteOutputError(ArithmeticError):
@@ -106,13 +103,6 @@ def refuse_overwriting_inputs(output: str | os.PathLike | None, flag: str,
                                   f"choose another {flag}")
 
 
-def finite_seconds(value: float | None, flag: str) -> float | None:
-    """``value`` when it is None or a positive finite number; ValueError naming ``flag``."""
-    if value is None:
-        return None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{flag} {value}: give a positive, finite number of seconds")
-    return value
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -30,7 +29,7 @@ from common.modules import unwrap_model
 
 from .build import build_model_without_init, check_checkpoint_classes, config_class_names
 from .checkpoint import CheckpointError, checkpoint_to_cfg_yaml, extract_state_dict, \
-    load_model_weights, safe_load
+    load_model_weights, require_checkpoint_file, safe_load
 from .contract import TimmFeatures, VideoEncoder, Visualizable
 from .scoring import view_probabilities
 from .registry import model_family
@@ -160,11 +159,7 @@ def load_trained_model(cfg, checkpoint: str, device: torch.device | str = "cpu",
     """The model of ``cfg`` with every weight from ``checkpoint`` (ours or an official file),
     strictly, in eval mode on ``device``: what ``tools/test.py`` evaluates. No initialisation
     file is read. A checkpoint of another model is one CheckpointError line naming it."""
-    if os.path.isdir(checkpoint):
-        raise IsADirectoryError(f"{what} {checkpoint} is a directory; give the path of a "
-                                f"checkpoint file (.pth)")
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"{what} {checkpoint} does not exist")
+    require_checkpoint_file(checkpoint, what)
     ckpt = safe_load(checkpoint)
     state = extract_state_dict(ckpt)
     model = build_model_without_init(cfg)

@@ -1,11 +1,13 @@
 """What the inference tools (predict, extract_features, visualize) read from their command
 lines: the videos that inputs name, output folders proven writable before any work, a label set
-given as ``--labels``, and the one-line reason a video could not be decoded. The engine takes
+given as ``--labels``, time windows (``--window``, ``--stride``), and the one-line reason a
+video could not be decoded. The engine takes
 plain lists and paths; turning flags into them is the tools' job.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Sequence
 
@@ -16,7 +18,7 @@ from engine.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["collect_videos", "decode_failure", "writable_folder", "parse_labels"]
+__all__ = ["collect_videos", "decode_failure", "writable_folder", "parse_labels", "check_window"]
 
 LIST_EXTENSIONS = (".txt", ".csv", ".lst", ".list")
 
@@ -121,6 +123,18 @@ def writable_folder(folder: str, flag: str) -> str:
         reason = getattr(cause, "strerror", None) or cause or err
         raise PermissionError(f"{flag}: cannot write into {folder} ({reason}); choose another "
                               f"path") from None
+
+
+def check_window(window: float | None, stride: float | None) -> None:
+    """``--window`` and ``--stride`` in seconds: each absent or a positive finite number, and a
+    stride only with a window (checked before anything is written: a NaN window must not reach
+    a features manifest)."""
+    from tools._cli import UsageError
+    if stride is not None and window is None:
+        raise UsageError("--stride needs --window")
+    for flag, value in (("--window", window), ("--stride", stride)):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise UsageError(f"{flag} {value}: give a positive, finite number of seconds")
 
 
 def parse_labels(value: str) -> list[str]:

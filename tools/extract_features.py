@@ -49,26 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.checkpoint import require_checkpoint_file
     from engine.runtime import inference_cfg
     from tools.workflows.features import extract_features
-    if args.stride is not None and args.window is None:
-        raise UsageError("--stride needs --window")
-    from engine.guards import finite_seconds
-    try:  # before anything is written: a NaN window must not reach the manifest
-        for flag, value in (("--window", args.window), ("--stride", args.stride)):
-            finite_seconds(value, flag)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    from tools._inputs import check_window
+    check_window(args.window, args.stride)
     cfg = inference_cfg(args.cfg, args.checkpoint, list(args.opts) + ["OUTPUT", args.out])
     if cfg.DATA.DECODER == "frames":
         raise UsageError("tools/extract_features.py reads video files; DATA.DECODER frames is "
                          "for folders of frames: use --opts DATA.DECODER pyav (or decord)")
     checkpoint = args.checkpoint
-    if os.path.isdir(checkpoint):
-        raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path of "
-                                f"a checkpoint file (.pth)")
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    require_checkpoint_file(checkpoint)
     return extract_features(cfg, checkpoint, args.input, args.out, args.window, args.stride,
                             runtime=args.runtime)
 

@@ -64,14 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _check_args(args) -> None:
     if args.topk < 1:
         raise UsageError(f"--topk {args.topk}: give at least 1")
-    if args.stride is not None and args.window is None:
-        raise UsageError("--stride needs --window")
-    from engine.guards import finite_seconds
-    try:
-        for flag, value in (("--window", args.window), ("--stride", args.stride)):
-            finite_seconds(value, flag)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    from tools._inputs import check_window
+    check_window(args.window, args.stride)
     if args.labels is not None and not args.labels.strip():
         raise UsageError("--labels is empty: give a class file or names separated by commas, "
                          "or leave --labels out")

@@ -107,6 +107,7 @@ def _output_given(args) -> bool:
 
 def run(args: argparse.Namespace) -> None:
     from engine import zoo
+    from engine.checkpoint import require_checkpoint_file
     from engine.config import get_cfg
     from engine.evaluation import test
     from engine.runtime import inference_cfg, is_exported
@@ -125,11 +126,7 @@ def run(args: argparse.Namespace) -> None:
         cfg = inference_cfg(cfg_file, args.checkpoint,
                             opts + ["OUTPUT", default_output(args.checkpoint)])
     checkpoint = zoo.resolve(args.checkpoint, "--checkpoint")  # a zoo name: fetched here
-    if os.path.isdir(checkpoint):
-        raise IsADirectoryError(f"--checkpoint {checkpoint} is a directory; give the path of "
-                                f"a checkpoint file (.pth)")
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    require_checkpoint_file(checkpoint)
     test(cfg, checkpoint, runtime=args.runtime)
 
 
