@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Weights", "WeightsUnavailable", "entries", "register_weights", "get", "lookup",
            "weights_dir", "cached_path", "is_cached", "fetch", "resolve", "resolve_config_weights",
-           "zoo_markdown", "sources"]
+           "looks_like_a_name", "zoo_markdown", "sources"]
 
 
 class WeightsUnavailable(FileNotFoundError):
@@ -258,7 +258,8 @@ def _unavailable_message(entry: Weights, dest: str, expected: str | None,
 # ---------------------------------------------------------------------------------------------
 # Names where paths are expected
 # ---------------------------------------------------------------------------------------------
-def _looks_like_a_name(value: str) -> bool:
+def looks_like_a_name(value: str) -> bool:
+    """A value spelled like a zoo name (no folder, no extension), not like a file path."""
     return os.sep not in value and not os.path.splitext(value)[1]
 
 
@@ -281,7 +282,7 @@ def resolve(value: str, key: str = "", progress: bool = True) -> str:
             logger.info("%s%s does not exist; using the model zoo's %s", prefix, value,
                         entry.name)
     if entry is None:
-        if _looks_like_a_name(value):
+        if looks_like_a_name(value):
             raise WeightsUnavailable(prefix + _unknown_name_message(
                 value, "is neither an existing file nor a model-zoo name"))
         return value

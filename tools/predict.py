@@ -93,14 +93,14 @@ def _window_lines(windows: list[dict], shown: int = 3) -> list[str]:
     return lines
 
 
-def _text_features(args, cfg, model, device, amp):
-    """(text features or None, names or None): --labels through the text-feature cache, or the
-    model's own class features as in evaluation (None for a classifier head)."""
+def _text_features(args, cfg, model, device, amp, names: list[str] | None):
+    """(text features or None, names or None): ``names`` (parsed --labels) through the
+    text-feature cache, or the model's own class features as in evaluation (None for a
+    classifier head)."""
     from engine.contract import TextEncoder
     from engine.evaluation import class_text_features
-    from tools._inputs import parse_labels
     from engine.text_classifier import zero_shot_classifier
-    if not args.labels:
+    if names is None:
         return class_text_features(model, device, amp), None
     # a runtime runs the video tower; other labels' text goes through the PyTorch model
     text_model = getattr(model, "text_model", model)
@@ -115,7 +115,6 @@ def _text_features(args, cfg, model, device, amp):
                          f"of --cfg {args.cfg} predicts only the classes it was trained on: "
                          f"leave --labels out")
     from tools.workflows.zero_shot import default_text_cache_dir
-    names = parse_labels(args.labels)
     cache = args.text_cache_dir or default_text_cache_dir(cfg)
     if os.path.exists(cache) and not os.path.isdir(cache):
         raise NotADirectoryError(f"--text-cache-dir {cache} is a file, not a folder; give a "
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                                refuse_overwriting_inputs, same_path)
     from engine.inference import output_names, predict_spans, video_spans
     from engine.runtime import inference_cfg, load_inference_model
-    from tools._inputs import collect_videos, decode_failure, writable_folder
+    from tools._inputs import collect_videos, decode_failure, parse_labels, writable_folder
 
     _check_args(args)
     cfg = inference_cfg(args.cfg, args.checkpoint, args.opts)
@@ -159,14 +158,13 @@ def run(args: argparse.Namespace) -> int:
                           and os.path.dirname(os.path.abspath(args.out_video)))):
         if folder:  # before any work, not after the last video
             writable_folder(folder, flag)
-    if args.labels:  # a mistyped class file is an error before the model loads
-        from tools._inputs import parse_labels
-        parse_labels(args.labels)
+    # parsed before the model loads: a mistyped class file is an error before any work
+    labels = parse_labels(args.labels) if args.labels else None
     checkpoint = args.checkpoint
     device = resolve_device(cfg)
     amp = amp_dtype(cfg)
     model = load_inference_model(cfg, checkpoint, args.runtime, device)
-    text, names = _text_features(args, cfg, model, device, amp)
+    text, names = _text_features(args, cfg, model, device, amp, labels)
     # beside the JSON, spelled as --json was (relative stays relative, as in the other lines)
     plot_dir = args.plot_dir or (os.path.dirname(args.json) or "." if args.json else None)
     results, failures, used_stems, non_finite = [], [], set(), []

@@ -53,8 +53,7 @@ def released_config(checkpoint: str) -> str:
     from engine import zoo
     from engine.config import ConfigError
     entry = zoo.lookup(checkpoint)
-    if entry is None and not os.path.exists(checkpoint) and os.sep not in checkpoint \
-            and not os.path.splitext(checkpoint)[1]:
+    if entry is None and not os.path.exists(checkpoint) and zoo.looks_like_a_name(checkpoint):
         try:  # a mistyped zoo name: say so (with the close names), not "--cfg is needed"
             zoo.get(checkpoint)
         except KeyError as err:
@@ -123,8 +122,10 @@ def run(args: argparse.Namespace) -> None:
     if not _output_given(args) and (args.cfg is None or cfg.OUTPUT == get_cfg().OUTPUT):
         # a released config (or one that names no OUTPUT): results go to the documented
         # default, not into output/default of whatever folder the command runs in
-        cfg = inference_cfg(cfg_file, args.checkpoint,
-                            opts + ["OUTPUT", default_output(args.checkpoint)])
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.OUTPUT = default_output(args.checkpoint)
+        cfg.freeze()
     checkpoint = zoo.resolve(args.checkpoint, "--checkpoint")  # a zoo name: fetched here
     require_checkpoint_file(checkpoint)
     test(cfg, checkpoint, runtime=args.runtime)

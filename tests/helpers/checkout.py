@@ -3,9 +3,8 @@ archive another revision with git; a copy without .git skips those tests)."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.shared import REPO_ROOT
 
 
 def is_git_checkout() -> bool:

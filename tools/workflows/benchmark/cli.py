@@ -144,11 +144,11 @@ def _per_isa(args) -> dict[str, Any]:
             results[isa] = run_child(argv + ([] if "--json" in argv else ["--json"]), env)
         else:
             import subprocess
-            from .isolated import REPO_ROOT
+            from .revision import REPO_ROOT
             print(f"== --isa {isa}", flush=True)
-            env["PYTHONPATH"] = REPO_ROOT
+            env["PYTHONPATH"] = str(REPO_ROOT)
             done = subprocess.run([sys.executable, "-m", "tools.workflows.benchmark"] + argv,
-                                  env=env, cwd=REPO_ROOT)
+                                  env=env, cwd=str(REPO_ROOT))
             if done.returncode != 0:
                 raise RuntimeError(f"--isa {isa}: the benchmark exited with {done.returncode}")
     return {"isa_runs": results}

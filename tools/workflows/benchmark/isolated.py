@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,10 +21,10 @@ from engine.build import count_parameters
 from tools._cli import UsageError
 
 from .models import build_benchmark_models, make_step, peak_memory_mb, select_device, time_step
+from .revision import REPO_ROOT
 
 __all__ = ["DEFAULT_RUNS", "parse_runs", "measure_one", "run_separate_processes", "run_child"]
 
-REPO_ROOT = str(Path(__file__).resolve().parents[3])
 DEFAULT_RUNS = ("reference:train:float32,ours:train:float32,ours:train:bfloat16,"
                 "reference:infer:float32,ours:infer:float32")
 
@@ -40,9 +39,9 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict[str, A
     environment); the JSON object that ends its output (the only top-level one starting a
     line), parsed."""
     env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "tools.workflows.benchmark"] + argv
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO_ROOT))
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child {' '.join(argv)} failed:\n"
                            f"{out.stderr.strip()[-2000:]}")

@@ -22,7 +22,6 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -35,13 +34,13 @@ from engine.registry import family_for_variant
 from tools._cli import UsageError
 
 from .machine import profile_step, roofline, step_gflop, sync
+from .revision import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["REFERENCE_PORTS", "ROW_PROVIDERS", "build_benchmark_models", "make_step", "time_step",
            "peak_memory_mb", "select_device", "run_model_benchmark"]
 
-REPO_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,8 +78,8 @@ def _reference_port(family, name: str, model: nn.Module, options: dict) -> nn.Mo
     builder = REFERENCE_PORTS.get(family.name)
     if builder is None:
         return None
-    if REPO_ROOT not in sys.path:
-        sys.path.append(REPO_ROOT)  # tests/ is importable from a checkout only
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))  # tests/ is importable from a checkout only
     try:
         reference = builder(name, model, options)
     except ImportError as err:

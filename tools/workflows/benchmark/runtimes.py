@@ -32,6 +32,8 @@ import torch
 from engine.evaluation import class_text_features
 from tools._cli import UsageError, make_main, new_parser
 
+from .revision import REPO_ROOT
+
 __all__ = ["run_runtime_benchmark", "parse_args", "main"]
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "onnxruntime-cuda")
@@ -185,8 +187,7 @@ def _memory(args, folder: str) -> dict:
                "--batch-sizes", str(args.batch), "--threads", str(args.threads),
                "--device", args.device]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(
-                                  os.path.abspath(__file__)))))
+                              cwd=str(REPO_ROOT))
         if done.returncode == 0:
             out[name] = json.loads(done.stdout.strip().splitlines()[-1])
         else:
