@@ -27,6 +27,13 @@ if not os.environ.get("VIDEO_EVAL_DIR"):
     os.environ["VIDEO_EVAL_DIR"] = tempfile.mkdtemp(prefix="video-eval-tests-")
 
 
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    """Tests that expect one error line and no traceback hold under a developer's VIDEO_DEBUG=1
+    (a test about debug output sets it itself)."""
+    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -17,6 +17,7 @@ pytest.importorskip("onnx", reason="the deploy extra is not installed (pip insta
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[deploy]')")
 pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[deploy]')")
 
+from tests.helpers.faults import one_error_line, run_main  # noqa: E402
 from tests.helpers.trained import focal, vita  # noqa: F401,E402  (fixtures)
 from tools.export import main as export_tool  # noqa: E402
 from tools.extract_features import main as features_tool  # noqa: E402
@@ -134,10 +135,9 @@ def test_deploy_errors_are_one_line(focal, vita, exported, tmp_path,  # noqa: F8
     video = str(focal.val_videos[0])
 
     def error_of(tool, argv) -> str:
-        assert tool([str(a) for a in argv]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-        return err
+        code, _, err = run_main(tool, argv, capsys)
+        assert code == 2
+        return one_error_line(err)
 
     # an exported file without its JSON
     bare = tmp_path / "bare.onnx"

@@ -14,60 +14,28 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.tiny import child_env, tiny_config, write_yaml
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-
-CONFIG = """
-DATA:
-  DATASET: synthetic
-  ROOT: {root}/syn
-  NUM_FRAMES: 4
-  IMG_SIZE: 32
-  INPUT_SIZE: 32
-  BATCH_SIZE: 2
-  NUM_WORKERS: 0
-  SYNTHETIC:
-    NUM_TRAIN: 8
-    NUM_VAL: 2
-    NUM_FRAMES: 4
-    SIZE: 32
-AUG:
-  MIXUP: 0.0
-  CUTMIX: 0.0
-TRAIN:
-  EPOCHS: 4
-  WARMUP_EPOCHS: 1
-  BASE_LR: 0.05
-  AUTO_RESUME: True
-TEST:
-  BATCH_SIZE: 2
-PRINT_FREQ: 100
-MODEL:
-  TYPE: videofocalnet_custom
-  NUM_CLASSES: 10
-  DROP_PATH_RATE: 0.0
-  FOCAL:
-    EMBED_DIM: 8
-    DEPTHS: [1, 1]
-    FOCAL_LEVELS: [1, 1]
-    FOCAL_WINDOWS: [3, 3]
-"""
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     from datasets.synthetic import ensure_synthetic, synthetic_settings
     root = tmp_path_factory.mktemp("elastic")
-    (root / "tiny.yaml").write_text(CONFIG.format(root=root))
+    # the tiny Video-FocalNet for 4 epochs (one of warm-up), OUTPUT given on the command line
+    write_yaml(root / "tiny.yaml", tiny_config("focal", root, {
+        "DATA.INPUT_SIZE": 32, "DATA.SYNTHETIC.NUM_VAL": 2, "TRAIN.EPOCHS": 4,
+        "TRAIN.WARMUP_EPOCHS": 1, "TRAIN.BASE_LR": 0.05, "TRAIN.AUTO_RESUME": True,
+        "OUTPUT": None}))
     ensure_synthetic(str(root / "syn"), synthetic_settings(8, 2, 4, 32, 0))
     return root
 
 
 def _launch(workdir: Path, out: Path) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
+    env = child_env()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "--max-restarts", "2", str(REPO / "tools" / "train.py"),
                "--cfg", str(workdir / "tiny.yaml"), "--output", str(out)]

@@ -53,11 +53,6 @@ def _unsafe_file(tmp_path, name: str, plain: bool = False):
     return str(path)
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
-
-
 @pytest.mark.parametrize("plain", [False, True], ids=["torch.save", "plain-pickle"])
 @pytest.mark.parametrize("name", sorted(PAYLOADS))
 def test_every_unsafe_payload_gets_the_same_refusal(tmp_path, name, plain):

@@ -18,11 +18,6 @@ def _write(tmp_path, name, text):
     return str(path)
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
-
-
 def test_a_repeated_section_is_refused_with_both_lines(tmp_path):
     path = _write(tmp_path, "dup.yaml", "TRAIN:\n  EPOCHS: 3\nDATA:\n  NUM_FRAMES: 4\n"
                                         "TRAIN:\n  BASE_LR: 0.1\n")

@@ -24,11 +24,6 @@ from tools.workflows.analysis import load_run
 from tools.workflows.zero_shot import format_table, summarize
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """(root, config, checkpoint): the tiny model's weights (untrained: evaluation only needs a

@@ -25,11 +25,6 @@ from tools import train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished one-epoch run: (root with tiny.yaml and syn/, its OUTPUT root/run)."""

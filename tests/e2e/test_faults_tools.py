@@ -20,11 +20,6 @@ from tools import train
 from tools._cli import one_line
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
-
-
 @pytest.fixture(scope="module")
 def syn(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults_tools")

@@ -26,11 +26,6 @@ from tools import extract_features as features_tool
 from tools import test as test_tool
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("VIDEO_DEBUG", raising=False)
-
-
 class Setup:
     def __init__(self, root: Path):
         self.root = root
@@ -187,7 +182,7 @@ def test_feature_resume_is_keyed_on_content_and_normalised_paths(setup, tmp_path
     code, printed, _ = run_main(features_tool.main, [*argv, "--out", "feats"], capsys)
     assert code == 0 and "4 videos, 4 done earlier" in printed
     # a video rewritten since: only it is computed again
-    video = Path(json.loads(json.dumps(str(setup.videos[2]))))
+    video = Path(setup.videos[2])
     stamp = video.stat()
     os.utime(video, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
     try:

@@ -277,12 +277,9 @@ def test_tensorrt_engine_matches_eager(tmp_path):
     from engine.config import load_cfg
     from engine.export import export_model
     from engine.runtime import RuntimeModel
-    cfg = load_cfg(str(REPO / "configs" / "ablations" / "designs" / "parallel.yaml"), [
-        "MODEL.TYPE", "videofocalnet_custom", "MODEL.FOCAL.EMBED_DIM", "8", "MODEL.FOCAL.DEPTHS",
-        "[1, 1]", "MODEL.FOCAL.FOCAL_LEVELS", "[2, 2]", "MODEL.FOCAL.FOCAL_WINDOWS", "[3, 3]",
-        "DATA.NUM_FRAMES", "4", "DATA.IMG_SIZE", "32", "DATA.DATASET", "synthetic",
-        "DATA.LABEL_LIST", "", "MODEL.NUM_CLASSES", "10", "DATA.NUM_CLASSES", "10",
-        "TRAIN.PRETRAINED_PATH", ""])
+    from tests.helpers.tiny import EXPORT_FOCAL_OPTS
+    cfg = load_cfg(str(REPO / "configs" / "ablations" / "designs" / "parallel.yaml"),
+                   EXPORT_FOCAL_OPTS)
     torch.manual_seed(0)
     model = build_model_without_init(cfg).eval()
     engine_file = export_model(model, cfg, str(tmp_path / "m.pth"), "tensorrt", str(tmp_path))

@@ -111,9 +111,20 @@ def focal_run_opts(root: Path, output: str = "out", **changes) -> list[str]:
         "TRAIN.BASE_LR": 1e-3, "PRINT_FREQ": 1, **changes}, output=output))
 
 
+# The tiny Video-FocalNet that the export tests put on top of a design config of
+# configs/ablations/ (tests/unit/engine/test_export.py, tests/e2e/test_gpu.py): --opts pairs.
+EXPORT_FOCAL_OPTS = ["MODEL.TYPE", "videofocalnet_custom", "MODEL.FOCAL.EMBED_DIM", "8",
+                     "MODEL.FOCAL.DEPTHS", "[1, 1]", "MODEL.FOCAL.FOCAL_LEVELS", "[2, 2]",
+                     "MODEL.FOCAL.FOCAL_WINDOWS", "[3, 3]", "DATA.NUM_FRAMES", "4",
+                     "DATA.IMG_SIZE", "32", "DATA.DATASET", "synthetic", "DATA.LABEL_LIST", "",
+                     "MODEL.NUM_CLASSES", "10", "DATA.NUM_CLASSES", "10",
+                     "TRAIN.PRETRAINED_PATH", ""]
+
+
 def child_env(**extra: str) -> dict:
-    """The environment for a tool run as a child process (torchrun sets its own RANK)."""
+    """The environment for a tool run as a child process: no process-group variables of an
+    outer launcher (torchrun sets its own)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
     return env

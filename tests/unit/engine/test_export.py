@@ -18,14 +18,10 @@ from engine.build import build_model_without_init  # noqa: E402
 from engine.config import load_cfg  # noqa: E402
 from engine.export import export_model, sidecar_path  # noqa: E402
 from engine.runtime import RuntimeModel  # noqa: E402
+from tests.helpers.tiny import EXPORT_FOCAL_OPTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 TOLERANCE = 1e-4
-TINY_FOCAL = ["MODEL.TYPE", "videofocalnet_custom", "MODEL.FOCAL.EMBED_DIM", "8",
-              "MODEL.FOCAL.DEPTHS", "[1, 1]", "MODEL.FOCAL.FOCAL_LEVELS", "[2, 2]",
-              "MODEL.FOCAL.FOCAL_WINDOWS", "[3, 3]", "DATA.NUM_FRAMES", "4", "DATA.IMG_SIZE",
-              "32", "DATA.DATASET", "synthetic", "DATA.LABEL_LIST", "", "MODEL.NUM_CLASSES",
-              "10", "DATA.NUM_CLASSES", "10", "TRAIN.PRETRAINED_PATH", ""]
 # (design config, extra options): the five token mixers, then the stem and block options
 FOCAL_DESIGNS = {
     "parallel": ("designs/parallel.yaml", []),
@@ -67,7 +63,8 @@ def focal_exports(tmp_path_factory):
     def get(design: str):
         if design not in cache:
             config, extra = FOCAL_DESIGNS[design]
-            cfg = load_cfg(str(REPO / "configs" / "ablations" / config), TINY_FOCAL + extra)
+            cfg = load_cfg(str(REPO / "configs" / "ablations" / config),
+                           EXPORT_FOCAL_OPTS + extra)
             cache[design] = _exported(cfg, folder, design)
         return cache[design]
     return get
@@ -174,7 +171,8 @@ def test_dynamo_exporter_matches_eager(tmp_path):
     """--exporter dynamo (torch.export + onnxscript) gives the same model as the classic one."""
     pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install '.[deploy]')")
     _runtime_available("onnxruntime")
-    cfg = load_cfg(str(REPO / "configs" / "ablations" / "designs" / "parallel.yaml"), TINY_FOCAL)
+    cfg = load_cfg(str(REPO / "configs" / "ablations" / "designs" / "parallel.yaml"),
+                   EXPORT_FOCAL_OPTS)
     torch.manual_seed(0)
     model = build_model_without_init(cfg).eval()
     path = export_model(model, cfg, str(tmp_path / "m.pth"), "onnx", str(tmp_path),

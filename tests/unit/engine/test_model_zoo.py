@@ -342,18 +342,23 @@ def _evaluate(tool_args, capsys):
     return code, capsys.readouterr()
 
 
+def _synthetic_eval_opts(synthetic) -> list[str]:
+    """--opts that evaluate the tiny Video-FocalNet checkpoint (FOCAL_OPTS) on the synthetic
+    set at ``synthetic``: 2 videos, one view each."""
+    return [str(v) for v in (
+        *FOCAL_OPTS, "MODEL.NUM_CLASSES", 10, "DATA.DATASET", "synthetic", "DATA.ROOT",
+        synthetic, "DATA.LABEL_LIST", "", "DATA.NUM_WORKERS", 0, "DATA.INPUT_SIZE", 32,
+        "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1, "TEST.BATCH_SIZE", 2,
+        "DATA.SYNTHETIC.NUM_TRAIN", 4, "DATA.SYNTHETIC.NUM_VAL", 2,
+        "DATA.SYNTHETIC.NUM_FRAMES", 4, "DATA.SYNTHETIC.SIZE", 32)]
+
+
 def test_checkpoint_name_evaluates_official_video_focalnet(env, server, files, synthetic,
                                                            tmp_path, capsys):
     _serve(server, "video_focalnet_tiny_k400.pth", files["video_focalnet_tiny_k400.pth"])
     out = tmp_path / "eval"
-    code, printed = _evaluate([
-        "--checkpoint", "video_focalnet_tiny_k400", "--output", str(out), "--opts", *map(str, [
-            *FOCAL_OPTS, "MODEL.NUM_CLASSES", 10, "DATA.DATASET", "synthetic", "DATA.ROOT",
-            synthetic, "DATA.LABEL_LIST", "", "DATA.NUM_WORKERS", 0, "DATA.INPUT_SIZE", 32,
-            "TEST.NUM_CLIP", 1,
-            "TEST.NUM_CROP", 1, "TEST.BATCH_SIZE", 2, "DATA.SYNTHETIC.NUM_TRAIN", 4,
-            "DATA.SYNTHETIC.NUM_VAL", 2, "DATA.SYNTHETIC.NUM_FRAMES", 4,
-            "DATA.SYNTHETIC.SIZE", 32])], capsys)
+    code, printed = _evaluate(["--checkpoint", "video_focalnet_tiny_k400", "--output", str(out),
+                               "--opts", *_synthetic_eval_opts(synthetic)], capsys)
     assert code == 0, printed.err[-2000:]
     result = json.loads((out / "eval_results.json").read_text())
     assert result["num_videos"] == 2
@@ -586,13 +591,8 @@ def test_readme_zoo_command_works_offline_with_only_the_checkpoint_cached(
     work.mkdir()
     monkeypatch.chdir(work)
     asked = len(server.requests)
-    code, printed = _evaluate([
-        "--checkpoint", "video_focalnet_tiny_k400", "--opts", *map(str, [
-            *FOCAL_OPTS, "MODEL.NUM_CLASSES", 10, "DATA.DATASET", "synthetic", "DATA.ROOT",
-            synthetic, "DATA.LABEL_LIST", "", "DATA.NUM_WORKERS", 0, "DATA.INPUT_SIZE", 32,
-            "TEST.NUM_CLIP", 1, "TEST.NUM_CROP", 1, "TEST.BATCH_SIZE", 2,
-            "DATA.SYNTHETIC.NUM_TRAIN", 4, "DATA.SYNTHETIC.NUM_VAL", 2,
-            "DATA.SYNTHETIC.NUM_FRAMES", 4, "DATA.SYNTHETIC.SIZE", 32])], capsys)
+    code, printed = _evaluate(["--checkpoint", "video_focalnet_tiny_k400",
+                               "--opts", *_synthetic_eval_opts(synthetic)], capsys)
     assert code == 0, printed.err[-2000:]
     result = json.loads((tmp_path / "evals" / "video_focalnet_tiny_k400" /
                          "eval_results.json").read_text())

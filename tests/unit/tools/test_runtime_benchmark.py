@@ -4,8 +4,6 @@ width 8 in place of Video-FocalNet-T (building and exporting T takes minutes on 
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import pytest
 import torch
@@ -13,8 +11,7 @@ import torch
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[deploy]')")
 pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[deploy]')")
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-from tools.benchmark import main as benchmark  # noqa: E402
+from tools.benchmark import main as benchmark  # noqa: E402 (after the importorskips)
 
 
 def _tiny_models(name, num_frames, img_size, num_classes, reference, design=None):
@@ -33,8 +30,8 @@ def _tiny_models(name, num_frames, img_size, num_classes, reference, design=None
 def test_runtime_rows_beside_eager_and_reference(capsys, monkeypatch):
     monkeypatch.setattr("tools.workflows.benchmark.models.build_benchmark_models", _tiny_models)
     assert benchmark(["--runtimes", "onnxruntime", "openvino", "--model", "video_focalnet_tiny",
-                      "--num-frames", "4", "--img-size", "32", "--num-classes", "10", "--repeats", "2",
-                      "--warmup", "1", "--threads", "1", "--json"]) == 0
+                      "--num-frames", "4", "--img-size", "32", "--num-classes", "10",
+                      "--repeats", "2", "--warmup", "1", "--threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {row["impl"]: row for row in result["rows"]}
     assert list(rows) == ["reference", "eager", "onnxruntime", "openvino"]
@@ -47,13 +44,13 @@ def test_runtime_rows_beside_eager_and_reference(capsys, monkeypatch):
     assert "speedup_vs_eager" in rows["openvino"] and "speedup_vs_eager" not in rows["eager"]
 
 
-def test_unknown_runtime_is_a_usage_error(capsys):
+def test_unknown_runtime_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         benchmark(["--runtimes", "tvm", "--model", "video_focalnet_tiny"])
     assert exit_info.value.code == 2
 
 
-def test_runtime_flags_are_the_model_harness_names(capsys):
+def test_runtime_flags_are_the_model_harness_names():
     from tools.workflows.benchmark.runtimes import parse_args
     args = parse_args(["--num-frames", "4", "--num-classes", "10", "--batch-sizes", "3"])
     assert (args.frames, args.classes, args.batch) == (4, 10, 3)
