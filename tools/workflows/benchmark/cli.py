@@ -130,7 +130,7 @@ def _without_isa(argv: list[str]) -> list[str]:
 
 def _per_isa(args) -> dict[str, Any]:
     """The whole command once per ``--isa`` level, each in a child process."""
-    from .isolated import run_child
+    from .isolated import child_run, run_child
     from .machine import isa_environment
 
     argv = _without_isa(args.argv)
@@ -143,12 +143,8 @@ def _per_isa(args) -> dict[str, Any]:
         if args.json:
             results[isa] = run_child(argv + ([] if "--json" in argv else ["--json"]), env)
         else:
-            import subprocess
-            from .revision import REPO_ROOT
             print(f"== --isa {isa}", flush=True)
-            env["PYTHONPATH"] = str(REPO_ROOT)
-            done = subprocess.run([sys.executable, "-m", "tools.workflows.benchmark"] + argv,
-                                  env=env, cwd=str(REPO_ROOT))
+            done = child_run(argv, env, capture=False)
             if done.returncode != 0:
                 raise RuntimeError(f"--isa {isa}: the benchmark exited with {done.returncode}")
     return {"isa_runs": results}

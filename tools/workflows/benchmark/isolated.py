@@ -23,7 +23,8 @@ from tools._cli import UsageError
 from .models import build_benchmark_models, make_step, peak_memory_mb, select_device, time_step
 from .revision import REPO_ROOT
 
-__all__ = ["DEFAULT_RUNS", "parse_runs", "measure_one", "run_separate_processes", "run_child"]
+__all__ = ["DEFAULT_RUNS", "parse_runs", "measure_one", "run_separate_processes", "child_run",
+           "run_child"]
 
 DEFAULT_RUNS = ("reference:train:float32,ours:train:float32,ours:train:bfloat16,"
                 "reference:infer:float32,ours:infer:float32")
@@ -34,14 +35,20 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+def child_run(argv: list[str], env: dict[str, str] | None = None,
+              capture: bool = True) -> subprocess.CompletedProcess:
     """``python -m tools.workflows.benchmark ARGV`` in a fresh process (``env``: its
-    environment); the JSON object that ends its output (the only top-level one starting a
-    line), parsed."""
+    environment, this checkout first on its PYTHONPATH); its output captured or passed on."""
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "tools.workflows.benchmark"] + argv
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO_ROOT))
+    return subprocess.run(cmd, capture_output=capture, text=True, env=env, cwd=str(REPO_ROOT))
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``child_run`` of ``argv``: the JSON object that ends its output (the only top-level one
+    starting a line), parsed."""
+    out = child_run(argv, env)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child {' '.join(argv)} failed:\n"
                            f"{out.stderr.strip()[-2000:]}")
