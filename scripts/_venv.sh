@@ -19,36 +19,43 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 
-STAMP="$VENV/.installed-$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/setup.py" | sha256sum | cut -c1-16)"
-if [ ! -f "$STAMP" ]; then
-  echo "[setup] installing requirements (first run: about a minute from the local wheel cache)"
-  LOG="$VENV/install.log"
-  if ! { python -m pip install --disable-pip-version-check -q -r "$REPO_ROOT/requirements.txt" &&
-         python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$REPO_ROOT"; } >"$LOG" 2>&1; then
-    grep -v "is ignored: it is neither a file nor a directory" "$LOG" >&2 || true
-    echo "error: installation failed (full log: $LOG)" >&2
+# install_once NAME HASH LOG START FAILURE COMMAND...: run COMMAND (output to $VENV/LOG) unless
+# the stamp $VENV/NAME-HASH is there; on success that stamp replaces NAME's older ones. Status 1
+# when the stamp was there (nothing to do).
+install_once() {
+  local name="$1" stamp="$VENV/$1-$2" log="$VENV/$3" start="$4" failure="$5"
+  shift 5
+  [ -f "$stamp" ] && return 1
+  echo "[setup] $start"
+  if ! "$@" >"$log" 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" "$log" >&2 || true
+    echo "error: $failure (full log: $log)" >&2
     exit 1
   fi
-  rm -f "$VENV"/.installed-*
-  touch "$STAMP"
-else
+  rm -f "$VENV/$name"-*
+  touch "$stamp"
+}
+
+PIP=(python -m pip install --disable-pip-version-check -q)
+install_project() {
+  "${PIP[@]}" -r "$REPO_ROOT/requirements.txt" &&
+    "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO_ROOT"
+}
+
+HASH="$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/setup.py" | sha256sum | cut -c1-16)"
+if ! install_once .installed "$HASH" install.log \
+    "installing requirements (first run: about a minute from the local wheel cache)" \
+    "installation failed" install_project; then
   echo "[setup] environment up to date ($VENV)"
 fi
 # The deploy extra (inference runtimes, requirements-deploy.txt) when asked for: scripts/test.sh
 # asks, so that the export/runtime tests run; the demo does not need it.
 if [ "${VIDEO_DEPLOY_EXTRAS:-0}" = "1" ]; then
-  DEPLOY_STAMP="$VENV/.deploy-$(sha256sum "$REPO_ROOT/requirements-deploy.txt" | cut -c1-16)"
-  if [ ! -f "$DEPLOY_STAMP" ]; then
-    echo "[setup] installing the deploy extra (requirements-deploy.txt: ONNX, ONNX Runtime, OpenVINO)"
-    LOG="$VENV/install-deploy.log"
-    if ! python -m pip install --disable-pip-version-check -q -r "$REPO_ROOT/requirements-deploy.txt" >"$LOG" 2>&1; then
-      grep -v "is ignored: it is neither a file nor a directory" "$LOG" >&2 || true
-      echo "error: installing the deploy extra failed (full log: $LOG)" >&2
-      exit 1
-    fi
-    rm -f "$VENV"/.deploy-*
-    touch "$DEPLOY_STAMP"
-  fi
+  HASH="$(sha256sum "$REPO_ROOT/requirements-deploy.txt" | cut -c1-16)"
+  install_once .deploy "$HASH" install-deploy.log \
+    "installing the deploy extra (requirements-deploy.txt: ONNX, ONNX Runtime, OpenVINO)" \
+    "installing the deploy extra failed" \
+    "${PIP[@]}" -r "$REPO_ROOT/requirements-deploy.txt" || true
 fi
 # Hugging Face's `datasets` distribution installs the same top-level package as our data package.
 if HF_VERSION="$(python -c 'from importlib import metadata; print(metadata.version("datasets"))' 2>/dev/null)"; then
